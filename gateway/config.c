@@ -1,0 +1,213 @@
+/* config.c - see config.h. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void pf_config_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: push-gateway [options]\n"
+            "\n"
+            "Holds WebSocket connections at GET /ws, subscribes to Redis pub/sub for the channels\n"
+            "its clients want, merges each channel's messages of one window into one frame and\n"
+            "writes that frame to every subscriber.\n"
+            "\n"
+            "  --listen HOST:PORT         where to listen (default 0.0.0.0:8080)\n"
+            "  --redis URL                redis://[:password@]host[:port][/db] or unix:///path\n"
+            "                             (default redis://127.0.0.1:6379)\n"
+            "  --prefix STR               Redis channel prefix (default push:)\n"
+            "  --merge-ms N               merge window in ms; 0 sends each message at once\n"
+            "                             (default 1000)\n"
+            "  --merge-max-bytes N        flush a batch early once it is this big (default 262144)\n"
+            "  --threads N                shard threads (default: number of cores, at most 64)\n"
+            "  --max-pending-bytes N      per-connection pending output before the connection is\n"
+            "                             closed with 1008 \"slow consumer\" (default 1048576)\n"
+            "  --max-message-bytes N      largest client message; bigger closes with 1009\n"
+            "                             (default 65536)\n"
+            "  --max-channels-per-conn N  subscriptions per connection (default 256)\n"
+            "  --ping-interval S          WebSocket PING after S seconds idle (default 25)\n"
+            "  --ping-timeout S           close a peer silent for interval + S seconds (default 10)\n"
+            "  --log-level LEVEL          debug, info, warn or error (default info)\n"
+            "  --help, --version\n");
+}
+
+static int pf_parse_size(const char *flag, const char *s, size_t min, size_t max, size_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < min || v > max) {
+        fprintf(stderr, "push-gateway: %s must be a number from %zu to %zu, got '%s'\n", flag, min,
+                max, s);
+        return -1;
+    }
+    *out = (size_t)v;
+    return 0;
+}
+
+static int pf_parse_int(const char *flag, const char *s, int min, int max, int *out)
+{
+    size_t v;
+
+    if (pf_parse_size(flag, s, (size_t)min, (size_t)max, &v))
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int pf_parse_listen(struct pf_config *c, const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    size_t hlen;
+
+    if (!colon) {
+        fprintf(stderr, "push-gateway: --listen wants HOST:PORT, got '%s'\n", s);
+        return -1;
+    }
+    if (pf_parse_int("--listen port", colon + 1, 1, 65535, &c->listen_port))
+        return -1;
+    hlen = (size_t)(colon - s);
+    if (hlen >= sizeof(c->listen_host)) {
+        fprintf(stderr, "push-gateway: --listen host is too long\n");
+        return -1;
+    }
+    memcpy(c->listen_host, s, hlen);
+    c->listen_host[hlen] = 0;
+    if (!strcmp(c->listen_host, "0.0.0.0") || !strcmp(c->listen_host, "*"))
+        c->listen_host[0] = 0;
+    return 0;
+}
+
+static int pf_parse_level(struct pf_config *c, const char *s)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    int i;
+
+    for (i = 0; i < 4; i++)
+        if (!strcmp(s, names[i])) {
+            c->log_level = (enum pf_log_level)i;
+            return 0;
+        }
+    fprintf(stderr, "push-gateway: --log-level must be debug, info, warn or error\n");
+    return -1;
+}
+
+static void pf_config_defaults(struct pf_config *c)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+    memset(c, 0, sizeof(*c));
+    c->listen_port = 8080;
+    snprintf(c->redis_url, sizeof(c->redis_url), "redis://127.0.0.1:6379");
+    snprintf(c->prefix, sizeof(c->prefix), "push:");
+    c->merge_ms = 1000;
+    c->merge_max_bytes = 262144;
+    c->threads = cores > 0 ? (cores > 64 ? 64 : (int)cores) : 1;
+    c->max_pending_bytes = 1048576;
+    c->max_message_bytes = 65536;
+    c->max_channels_per_conn = 256;
+    c->ping_interval = 25;
+    c->ping_timeout = 10;
+    c->log_level = PF_LOG_INFO;
+}
+
+enum {
+    OPT_LISTEN = 256, OPT_REDIS, OPT_PREFIX, OPT_MERGE_MS, OPT_MERGE_MAX, OPT_THREADS,
+    OPT_MAX_PENDING, OPT_MAX_MSG, OPT_MAX_CHANS, OPT_PING_INTERVAL, OPT_PING_TIMEOUT,
+    OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION
+};
+
+static int pf_config_apply(struct pf_config *c, int opt, const char *arg)
+{
+    switch (opt) {
+    case OPT_LISTEN: return pf_parse_listen(c, arg);
+    case OPT_REDIS:
+        if (strlen(arg) >= sizeof(c->redis_url)) {
+            fprintf(stderr, "push-gateway: --redis URL is too long\n");
+            return -1;
+        }
+        snprintf(c->redis_url, sizeof(c->redis_url), "%s", arg);
+        return 0;
+    case OPT_PREFIX:
+        if (strlen(arg) >= sizeof(c->prefix)) {
+            fprintf(stderr, "push-gateway: --prefix is longer than 63 bytes\n");
+            return -1;
+        }
+        snprintf(c->prefix, sizeof(c->prefix), "%s", arg);
+        return 0;
+    case OPT_MERGE_MS: return pf_parse_int("--merge-ms", arg, 0, 60000, &c->merge_ms);
+    case OPT_MERGE_MAX:
+        return pf_parse_size("--merge-max-bytes", arg, 256, 64u << 20, &c->merge_max_bytes);
+    case OPT_THREADS: return pf_parse_int("--threads", arg, 1, 64, &c->threads);
+    case OPT_MAX_PENDING:
+        return pf_parse_size("--max-pending-bytes", arg, 1024, (size_t)1 << 32,
+                             &c->max_pending_bytes);
+    case OPT_MAX_MSG:
+        return pf_parse_size("--max-message-bytes", arg, 64, 16u << 20, &c->max_message_bytes);
+    case OPT_MAX_CHANS:
+        return pf_parse_size("--max-channels-per-conn", arg, 1, 100000, &c->max_channels_per_conn);
+    case OPT_PING_INTERVAL: return pf_parse_int("--ping-interval", arg, 1, 3600, &c->ping_interval);
+    case OPT_PING_TIMEOUT: return pf_parse_int("--ping-timeout", arg, 1, 3600, &c->ping_timeout);
+    case OPT_LOG_LEVEL: return pf_parse_level(c, arg);
+    }
+    return -1;
+}
+
+int pf_config_parse(struct pf_config *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"redis", required_argument, NULL, OPT_REDIS},
+        {"prefix", required_argument, NULL, OPT_PREFIX},
+        {"merge-ms", required_argument, NULL, OPT_MERGE_MS},
+        {"merge-max-bytes", required_argument, NULL, OPT_MERGE_MAX},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"max-pending-bytes", required_argument, NULL, OPT_MAX_PENDING},
+        {"max-message-bytes", required_argument, NULL, OPT_MAX_MSG},
+        {"max-channels-per-conn", required_argument, NULL, OPT_MAX_CHANS},
+        {"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
+        {"ping-timeout", required_argument, NULL, OPT_PING_TIMEOUT},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"help", no_argument, NULL, OPT_HELP},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0}};
+    const char *err = NULL;
+    int opt;
+
+    pf_config_defaults(c);
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (opt == OPT_HELP) {
+            pf_config_usage(stdout);
+            return 1;
+        }
+        if (opt == OPT_VERSION) {
+            printf("push-gateway %s\n", PF_VERSION);
+            return 1;
+        }
+        if (opt == '?' || opt == ':') {
+            fprintf(stderr, "push-gateway: unknown or incomplete option '%s' (see --help)\n",
+                    argv[optind - 1]);
+            return -1;
+        }
+        if (pf_config_apply(c, opt, optarg))
+            return -1;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "push-gateway: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return -1;
+    }
+    if (pf_redis_url_parse(c->redis_url, &c->redis, &err)) {
+        fprintf(stderr, "push-gateway: bad --redis URL '%s': %s\n", c->redis_url, err);
+        return -1;
+    }
+    c->prefix_len = strlen(c->prefix);
+    return 0;
+}

@@ -1,0 +1,534 @@
+/* redis_link.c - see redis_link.h.
+ *
+ * Channel state machine (one command in flight per channel, like a small TCP state machine):
+ *   NONE --want--> SUBSCRIBING --reply--> SUBSCRIBED --no shard wants it--> UNSUBSCRIBING --reply-->
+ *   NONE. pf_rchan_reconcile() moves a channel toward what the shards want whenever a reply or a
+ *   WANT/DROP arrives, so bursts of churn collapse instead of piling up commands. Hiredis 0.14
+ *   loses a subscribe callback when SUBSCRIBE and UNSUBSCRIBE of one channel overlap, which this
+ *   rule also avoids. */
+#include "redis_link.h"
+
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "batch.h"
+#include "log.h"
+#include "shard.h"
+
+enum pf_rstate { PF_RS_NONE, PF_RS_SUBSCRIBING, PF_RS_SUBSCRIBED, PF_RS_UNSUBSCRIBING };
+
+struct pf_rchan {
+    const char *name; /* the dict entry's key copy */
+    size_t name_len;
+    uint64_t want_mask;    /* shards with subscribers */
+    uint64_t confirm_mask; /* shards waiting for CONFIRMED */
+    enum pf_rstate state;
+    int dirty;
+    uint64_t deadline_us;
+    struct pf_rchan *dirty_next;
+    struct pf_batch batch;
+    uint32_t seq[]; /* per shard: the seq of its latest WANT */
+};
+
+static uint64_t pf_now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void pf_stat_add(uint64_t *p, int64_t d) { __atomic_add_fetch(p, (uint64_t)d, __ATOMIC_RELAXED); }
+
+/* ---- handing messages to shards ---------------------------------------------------------- */
+
+static void pf_link_queue(struct pf_link *l, int shard, struct pf_msg *m)
+{
+    pf_msg_list_push(&l->out[shard], m);
+    event_active(l->post_ev, EV_WRITE, 0);
+}
+
+/* Runs once per loop turn after the callbacks that produced messages: one lock and at most one
+ * wake-up per shard, however many frames and confirmations this turn made. */
+static void pf_link_post_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct pf_link *l = arg;
+    int i;
+
+    for (i = 0; i < l->nshards; i++)
+        if (l->out[i].head)
+            pf_shard_post(l->shards[i], &l->out[i]);
+}
+
+static void pf_link_tell(struct pf_link *l, struct pf_rchan *c, int shard, enum pf_msg_type type)
+{
+    struct pf_msg *m = pf_msg_new(type, c->name, c->name_len);
+
+    if (!m) {
+        pf_error("out of memory telling shard %d about channel %s", shard, c->name);
+        return;
+    }
+    m->seq = c->seq[shard];
+    pf_link_queue(l, shard, m);
+}
+
+static void pf_link_confirm(struct pf_link *l, struct pf_rchan *c)
+{
+    int i;
+
+    for (i = 0; i < l->nshards; i++)
+        if (c->confirm_mask & (1ull << i))
+            pf_link_tell(l, c, i, PF_MSG_CONFIRMED);
+    c->confirm_mask = 0;
+}
+
+/* ---- merge windows ----------------------------------------------------------------------- */
+
+static void pf_link_arm_flush(struct pf_link *l)
+{
+    struct timeval tv;
+    uint64_t now = pf_now_us(), wait;
+
+    if (!l->dirty_head)
+        return;
+    wait = l->dirty_head->deadline_us > now ? l->dirty_head->deadline_us - now : 0;
+    tv.tv_sec = (time_t)(wait / 1000000u);
+    tv.tv_usec = (suseconds_t)(wait % 1000000u);
+    evtimer_add(l->flush_ev, &tv);
+}
+
+/* Closes c's batch into one frame and gives a reference to each shard that wants the channel. */
+static void pf_link_flush_chan(struct pf_link *l, struct pf_rchan *c)
+{
+    struct pf_frame *f;
+    int i, n = 0;
+
+    if (!c->want_mask) {
+        pf_batch_free(&c->batch); /* nobody left to read it */
+        return;
+    }
+    f = pf_batch_finish(&c->batch);
+    if (!f) {
+        pf_error("out of memory: dropped a batch for channel %s", c->name);
+        return;
+    }
+    for (i = 0; i < l->nshards; i++) {
+        struct pf_msg *m;
+        if (!(c->want_mask & (1ull << i)))
+            continue;
+        m = pf_msg_new(PF_MSG_FRAME, c->name, c->name_len);
+        if (!m)
+            continue;
+        if (n++)
+            pf_frame_ref(f, 1);
+        m->frame = f;
+        pf_link_queue(l, i, m);
+    }
+    if (!n)
+        pf_frame_release(f);
+    pf_stat_add(&l->stats.frames_out, 1);
+}
+
+static void pf_rchan_maybe_free(struct pf_link *l, struct pf_rchan *c);
+
+static void pf_link_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct pf_link *l = arg;
+    uint64_t now = pf_now_us() + 500; /* a timer that fires a little early still counts */
+
+    while (l->dirty_head && l->dirty_head->deadline_us <= now) {
+        struct pf_rchan *c = l->dirty_head;
+        l->dirty_head = c->dirty_next;
+        if (!l->dirty_head)
+            l->dirty_tail = NULL;
+        c->dirty = 0;
+        c->dirty_next = NULL;
+        pf_link_flush_chan(l, c);
+        pf_rchan_maybe_free(l, c);
+    }
+    pf_link_arm_flush(l);
+}
+
+static void pf_link_on_message(struct pf_link *l, const char *chan, size_t chan_len,
+                               const char *data, size_t len)
+{
+    struct pf_rchan *c = pf_dict_get(&l->chans, chan, chan_len);
+
+    pf_stat_add(&l->stats.messages_in, 1);
+    if (!c || !c->want_mask || c->state != PF_RS_SUBSCRIBED)
+        return;
+    /* A message that would push the batch past the cap goes into a fresh batch. */
+    if (c->batch.count && pf_batch_bytes(&c->batch) + len > l->cfg->merge_max_bytes)
+        pf_link_flush_chan(l, c);
+    if (pf_batch_add(&c->batch, c->name, c->name_len, (const unsigned char *)data, len)) {
+        pf_error("out of memory: dropped a message for channel %s", c->name);
+        return;
+    }
+    if (l->cfg->merge_ms == 0 || pf_batch_bytes(&c->batch) >= l->cfg->merge_max_bytes) {
+        pf_link_flush_chan(l, c);
+        return;
+    }
+    if (c->dirty)
+        return;
+    c->dirty = 1;
+    c->deadline_us = pf_now_us() + (uint64_t)l->cfg->merge_ms * 1000u;
+    if (l->dirty_tail)
+        l->dirty_tail->dirty_next = c;
+    else
+        l->dirty_head = c;
+    l->dirty_tail = c;
+    if (l->dirty_head == c)
+        pf_link_arm_flush(l);
+}
+
+/* ---- channel state ----------------------------------------------------------------------- */
+
+static void pf_link_sub_cb(redisAsyncContext *ac, void *r, void *priv);
+
+static void pf_rchan_maybe_free(struct pf_link *l, struct pf_rchan *c)
+{
+    if (c->want_mask || c->state != PF_RS_NONE || c->dirty)
+        return;
+    pf_batch_free(&c->batch);
+    pf_dict_del(&l->chans, c->name, c->name_len); /* frees the key c->name points at */
+    free(c);
+}
+
+static void pf_rchan_command(struct pf_link *l, struct pf_rchan *c, const char *cmd)
+{
+    /* The prefix and the channel go as one binary-safe argument. */
+    char full[sizeof(l->cfg->prefix) + PF_CHANNEL_MAX];
+
+    memcpy(full, l->cfg->prefix, l->cfg->prefix_len);
+    memcpy(full + l->cfg->prefix_len, c->name, c->name_len);
+    redisAsyncCommand(l->ac, pf_link_sub_cb, l, "%s %b", cmd, full,
+                      l->cfg->prefix_len + c->name_len);
+}
+
+static void pf_rchan_reconcile(struct pf_link *l, struct pf_rchan *c)
+{
+    if (!l->ready) {
+        if (!c->want_mask)
+            pf_rchan_maybe_free(l, c);
+        return;
+    }
+    if (c->state == PF_RS_NONE && c->want_mask) {
+        c->state = PF_RS_SUBSCRIBING;
+        pf_rchan_command(l, c, "SUBSCRIBE");
+    } else if (c->state == PF_RS_SUBSCRIBED && !c->want_mask) {
+        c->state = PF_RS_UNSUBSCRIBING;
+        pf_rchan_command(l, c, "UNSUBSCRIBE");
+    } else if (c->state == PF_RS_NONE) {
+        pf_rchan_maybe_free(l, c);
+    }
+}
+
+static struct pf_rchan *pf_rchan_get(struct pf_link *l, const char *name, size_t len)
+{
+    struct pf_rchan *c = pf_dict_get(&l->chans, name, len);
+    struct pf_dict_entry *e;
+
+    if (c)
+        return c;
+    c = calloc(1, sizeof(*c) + sizeof(uint32_t) * (size_t)l->nshards);
+    if (!c)
+        return NULL;
+    pf_batch_init(&c->batch);
+    e = pf_dict_add(&l->chans, name, len, c);
+    if (!e) {
+        free(c);
+        return NULL;
+    }
+    c->name = e->key;
+    c->name_len = len;
+    return c;
+}
+
+static void pf_link_on_shard_msg(struct pf_link *l, struct pf_msg *m)
+{
+    struct pf_rchan *c = pf_rchan_get(l, m->chan, m->chan_len);
+    uint64_t bit = 1ull << m->shard;
+
+    if (!c) {
+        pf_error("out of memory tracking channel %s", m->chan);
+        return;
+    }
+    if (m->type == PF_MSG_WANT) {
+        c->want_mask |= bit;
+        c->seq[m->shard] = m->seq;
+        if (c->state == PF_RS_SUBSCRIBED && l->ready)
+            pf_link_tell(l, c, m->shard, PF_MSG_CONFIRMED);
+        else
+            c->confirm_mask |= bit;
+    } else {
+        c->want_mask &= ~bit;
+        c->confirm_mask &= ~bit;
+    }
+    pf_rchan_reconcile(l, c);
+}
+
+static void pf_link_inbox_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct pf_link *l = arg;
+    struct pf_msg *m = pf_queue_take(&l->inbox), *next;
+
+    for (; m; m = next) {
+        next = m->next;
+        pf_link_on_shard_msg(l, m);
+        pf_msg_free(m);
+    }
+}
+
+void pf_link_post(struct pf_link *l, struct pf_msg_list *msgs)
+{
+    if (pf_queue_put(&l->inbox, msgs))
+        event_active(l->inbox_ev, EV_READ, 0);
+}
+
+/* ---- Redis replies ----------------------------------------------------------------------- */
+
+static int pf_reply_is(const redisReply *e, const char *s)
+{
+    size_t n = strlen(s);
+
+    return e->type == REDIS_REPLY_STRING && (size_t)e->len == n && !strncasecmp(e->str, s, n);
+}
+
+/* One callback for every reply on a subscribed channel: hiredis 0.14 routes subscribe,
+ * message and unsubscribe replies of a channel to the callback of its SUBSCRIBE. */
+static void pf_link_sub_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct pf_link *l = priv;
+    redisReply *reply = r, *kind, *name;
+    struct pf_rchan *c;
+    const char *chan;
+    size_t chan_len;
+
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
+        return; /* NULL while the link is torn down; its state is reset there */
+    kind = reply->element[0];
+    name = reply->element[1];
+    if (name->type != REDIS_REPLY_STRING || (size_t)name->len < l->cfg->prefix_len)
+        return;
+    chan = name->str + l->cfg->prefix_len;
+    chan_len = (size_t)name->len - l->cfg->prefix_len;
+    if (pf_reply_is(kind, "message")) {
+        if (reply->element[2]->type == REDIS_REPLY_STRING)
+            pf_link_on_message(l, chan, chan_len, reply->element[2]->str,
+                               (size_t)reply->element[2]->len);
+        return;
+    }
+    c = pf_dict_get(&l->chans, chan, chan_len);
+    if (!c)
+        return;
+    if (pf_reply_is(kind, "subscribe")) {
+        c->state = PF_RS_SUBSCRIBED;
+        pf_stat_add(&l->stats.channels, 1);
+        pf_link_confirm(l, c);
+    } else if (pf_reply_is(kind, "unsubscribe")) {
+        c->state = PF_RS_NONE;
+        pf_stat_add(&l->stats.channels, -1);
+    }
+    pf_rchan_reconcile(l, c);
+}
+
+/* ---- connection life --------------------------------------------------------------------- */
+
+static void pf_link_connect(struct pf_link *l);
+
+static void pf_link_retry_cb(evutil_socket_t fd, short what, void *arg) { pf_link_connect(arg); }
+
+static void pf_link_schedule_retry(struct pf_link *l)
+{
+    /* Exponential backoff with +-25% jitter so a fleet of gateways does not reconnect in step. */
+    int ms = l->retry_ms + (int)((unsigned)rand() % (unsigned)(l->retry_ms / 2 + 1)) - l->retry_ms / 4;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+    evtimer_add(l->retry_ev, &tv);
+    l->retry_ms = l->retry_ms * 2 > 5000 ? 5000 : l->retry_ms * 2;
+}
+
+/* Everything Redis knew is gone: reset channel states and tell shards that no subscription is
+ * confirmed any more, so new subscribers wait for the resubscribe before their ack. */
+static void pf_link_lost(struct pf_link *l)
+{
+    size_t i;
+    int s;
+
+    l->ac = NULL;
+    l->ready = 0;
+    __atomic_store_n(&l->stats.up, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&l->stats.channels, 0, __ATOMIC_RELAXED);
+    for (i = 0; i <= l->chans.mask; i++) {
+        struct pf_dict_entry *e;
+        for (e = l->chans.buckets[i]; e; e = e->next) {
+            struct pf_rchan *c = e->val;
+            c->state = PF_RS_NONE;
+            c->confirm_mask = c->want_mask;
+        }
+    }
+    for (s = 0; s < l->nshards; s++) {
+        struct pf_msg *m = pf_msg_new(PF_MSG_RESET, NULL, 0);
+        if (m)
+            pf_link_queue(l, s, m);
+    }
+    pf_link_schedule_retry(l);
+}
+
+static void pf_link_resubscribe(struct pf_link *l)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i <= l->chans.mask; i++) {
+        struct pf_dict_entry *e, *next;
+        for (e = l->chans.buckets[i]; e; e = next) {
+            next = e->next; /* reconcile may free the entry */
+            n += ((struct pf_rchan *)e->val)->want_mask != 0;
+            pf_rchan_reconcile(l, e->val);
+        }
+    }
+    if (l->was_up)
+        pf_info("redis: resubscribing %zu channels", n);
+}
+
+static void pf_link_hello_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct pf_link *l = priv;
+    redisReply *reply = r;
+
+    if (!reply)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        pf_error("redis: %s (check the password in --redis); retrying", reply->str);
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    l->ready = 1;
+    l->retry_ms = 100;
+    __atomic_store_n(&l->stats.up, 1, __ATOMIC_RELAXED);
+    pf_info("redis link up");
+    pf_link_resubscribe(l);
+    l->was_up = 1;
+}
+
+static void pf_link_connect_cb(const redisAsyncContext *ac, int status)
+{
+    struct pf_link *l = ac->data;
+
+    if (status != REDIS_OK) {
+        pf_warn("redis: cannot connect: %s; retrying", ac->errstr);
+        l->ac = NULL; /* hiredis frees the context after this callback */
+        pf_link_schedule_retry(l);
+        return;
+    }
+    /* AUTH (when configured) then CLIENT SETNAME: the second reply proves the link usable
+     * before any SUBSCRIBE, whose errors hiredis 0.14 would swallow in subscribed mode. */
+    if (l->cfg->redis.password[0] && l->cfg->redis.user[0])
+        redisAsyncCommand(l->ac, NULL, NULL, "AUTH %s %s", l->cfg->redis.user,
+                          l->cfg->redis.password);
+    else if (l->cfg->redis.password[0])
+        redisAsyncCommand(l->ac, NULL, NULL, "AUTH %s", l->cfg->redis.password);
+    redisAsyncCommand(l->ac, pf_link_hello_cb, l, "CLIENT SETNAME push-gateway");
+}
+
+static void pf_link_disconnect_cb(const redisAsyncContext *ac, int status)
+{
+    struct pf_link *l = ac->data;
+
+    if (l->ready || l->was_up) {
+        pf_stat_add(&l->stats.reconnects, 1);
+        pf_warn("redis link down: %s; messages published until it is back are not delivered",
+                status == REDIS_OK ? "closed" : ac->errstr);
+    }
+    pf_link_lost(l);
+}
+
+static void pf_link_connect(struct pf_link *l)
+{
+    const struct pf_redis_url *u = &l->cfg->redis;
+    redisAsyncContext *ac;
+
+    ac = u->path[0] ? redisAsyncConnectUnix(u->path) : redisAsyncConnect(u->host, u->port);
+    if (!ac || ac->err) {
+        pf_warn("redis: cannot connect: %s; retrying", ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        pf_link_schedule_retry(l);
+        return;
+    }
+    ac->data = l;
+    l->ac = ac;
+    redisLibeventAttach(ac, l->base);
+    redisAsyncSetConnectCallback(ac, pf_link_connect_cb);
+    redisAsyncSetDisconnectCallback(ac, pf_link_disconnect_cb);
+}
+
+int pf_link_init(struct pf_link *l, const struct pf_config *cfg, struct event_base *base,
+                 struct pf_shard **shards, int nshards)
+{
+    memset(l, 0, sizeof(*l));
+    l->cfg = cfg;
+    l->base = base;
+    l->shards = shards;
+    l->nshards = nshards;
+    l->retry_ms = 100;
+    pf_queue_init(&l->inbox);
+    if (pf_dict_init(&l->chans))
+        goto fail;
+    l->flush_ev = evtimer_new(base, pf_link_flush_cb, l);
+    l->inbox_ev = event_new(base, -1, 0, pf_link_inbox_cb, l);
+    l->post_ev = event_new(base, -1, 0, pf_link_post_cb, l);
+    l->retry_ev = evtimer_new(base, pf_link_retry_cb, l);
+    if (!l->flush_ev || !l->inbox_ev || !l->post_ev || !l->retry_ev)
+        goto fail;
+    /* Lower priority number runs first: posts go out after the turn's replies are processed. */
+    event_priority_set(l->post_ev, 1);
+    return 0;
+fail:
+    pf_link_destroy(l);
+    return -1;
+}
+
+void pf_link_start(struct pf_link *l) { pf_link_connect(l); }
+
+void pf_link_destroy(struct pf_link *l)
+{
+    size_t i;
+
+    if (l->ac) {
+        redisAsyncContext *ac = l->ac;
+        redisAsyncSetDisconnectCallback(ac, NULL);
+        l->ac = NULL;
+        redisAsyncFree(ac);
+    }
+    if (l->chans.buckets)
+        for (i = 0; i <= l->chans.mask; i++) {
+            struct pf_dict_entry *e;
+            for (e = l->chans.buckets[i]; e; e = e->next) {
+                struct pf_rchan *c = e->val;
+                pf_batch_free(&c->batch);
+                free(c);
+            }
+        }
+    pf_dict_free(&l->chans);
+    if (l->flush_ev)
+        event_free(l->flush_ev);
+    if (l->inbox_ev)
+        event_free(l->inbox_ev);
+    if (l->post_ev)
+        event_free(l->post_ev);
+    if (l->retry_ev)
+        event_free(l->retry_ev);
+    for (i = 0; i < 64; i++) {
+        struct pf_msg *m = l->out[i].head, *next;
+        for (; m; m = next) {
+            next = m->next;
+            pf_msg_free(m);
+        }
+    }
+    pf_queue_destroy(&l->inbox);
+}

@@ -1,0 +1,54 @@
+/* redis_link.h - the gateway's one Redis connection, and the merge windows.
+ *
+ * Runs on the main thread's libevent base. Owns: the hiredis async context, the table of
+ * channels the gateway wants from Redis (which shards want each, SUBSCRIBE state, open batch),
+ * the merge timer and reconnect with backoff. It keeps at most one SUBSCRIBE/UNSUBSCRIBE in
+ * flight per channel, so Redis ends with exactly one subscription per wanted channel.
+ * Must not: touch connections or shard state; it talks to shards only through pf_msg. */
+#ifndef PF_REDIS_LINK_H
+#define PF_REDIS_LINK_H
+
+#include <event2/event.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "dict.h"
+#include "msg.h"
+
+struct pf_shard;
+struct redisAsyncContext;
+struct pf_rchan;
+
+struct pf_link_stats {
+    uint64_t messages_in;
+    uint64_t frames_out;
+    uint64_t reconnects;
+    uint64_t channels; /* channels subscribed in Redis right now */
+    int up;
+};
+
+struct pf_link {
+    const struct pf_config *cfg;
+    struct event_base *base;
+    struct redisAsyncContext *ac;
+    int ready; /* connected, authenticated, channels (re)subscribing */
+    int was_up;
+    int retry_ms;
+    struct pf_dict chans; /* channel name (no prefix) -> struct pf_rchan */
+    struct pf_rchan *dirty_head, *dirty_tail; /* open batches, oldest deadline first */
+    struct event *flush_ev, *inbox_ev, *post_ev, *retry_ev;
+    struct pf_queue inbox; /* from shards */
+    struct pf_shard **shards;
+    int nshards;
+    struct pf_msg_list out[64]; /* to shards, handed over once per loop turn */
+    struct pf_link_stats stats; /* written here, read by shards (relaxed atomics) */
+};
+
+int pf_link_init(struct pf_link *l, const struct pf_config *cfg, struct event_base *base,
+                 struct pf_shard **shards, int nshards);
+void pf_link_start(struct pf_link *l);
+void pf_link_destroy(struct pf_link *l);
+/* Called from shard threads: hands a list of WANT/DROP messages to the link. */
+void pf_link_post(struct pf_link *l, struct pf_msg_list *msgs);
+
+#endif

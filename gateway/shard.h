@@ -1,0 +1,67 @@
+/* shard.h - one shard thread: an lws context of its own, the connections it accepted, and its
+ * channel -> subscribers index.
+ *
+ * Every shard listens on the same port (SO_REUSEPORT), so the kernel spreads connections and no
+ * connection ever moves. Owns: its lws context, connections, subscriptions, output queues and the
+ * pool of queue nodes. Nothing here is locked on the broadcast path: only this thread touches it.
+ * Must not: touch another shard's state or Redis; it talks to the link through pf_msg. */
+#ifndef PF_SHARD_H
+#define PF_SHARD_H
+
+#include <libwebsockets.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "dict.h"
+#include "listener.h"
+#include "msg.h"
+
+struct pf_link;
+struct pf_qnode;
+
+/* Written by the owning shard only; read by any shard for /metrics (relaxed atomics). */
+struct pf_shard_stats {
+    uint64_t connections;
+    uint64_t connections_total;
+    uint64_t subscriptions;
+    uint64_t channels;
+    uint64_t frames_out;    /* frame copies handed to connections */
+    uint64_t messages_out;  /* messages inside those frames */
+    uint64_t bytes_out;
+    uint64_t slow_closed;
+    uint64_t client_errors; /* error replies sent */
+};
+
+struct pf_shard {
+    int id;
+    const struct pf_config *cfg;
+    struct pf_link *link;
+    struct pf_shard **all; /* every shard, for /metrics */
+    int nshards;
+    struct lws_context *ctx;
+    struct lws_vhost *vhost;
+    struct pf_listener listener;
+    lws_retry_bo_t retry;
+    pthread_t thread;
+    int started;
+    int stop;
+    uint32_t next_seq;
+    struct pf_queue inbox;
+    struct pf_msg_list to_link;
+    struct pf_dict chans; /* name -> struct pf_schan */
+    struct pf_qnode *free_nodes;
+    void *node_chunks; /* list of node allocations, freed at exit */
+    struct pf_shard_stats stats;
+};
+
+/* Creates the lws context (listening) on the calling thread; 0 or -1. */
+int pf_shard_init(struct pf_shard *s, int id, const struct pf_config *cfg, struct pf_link *link);
+int pf_shard_start(struct pf_shard *s);
+/* Asks the thread to finish and joins it; closes every connection. */
+void pf_shard_stop(struct pf_shard *s);
+void pf_shard_destroy(struct pf_shard *s);
+/* Called from the link thread: hands messages over and wakes the shard. */
+void pf_shard_post(struct pf_shard *s, struct pf_msg_list *msgs);
+
+#endif
