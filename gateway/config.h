@@ -26,6 +26,7 @@ struct pf_config {
     int ping_interval; /* seconds */
     int ping_timeout;  /* seconds */
     enum pf_log_level log_level;
+    char event_lib[8]; /* "poll" (lws default loop), "libev" or "libuv" */
 };
 
 /* Returns 0 to run, 1 when --help/--version printed and the program should exit 0, -1 on a bad

@@ -714,6 +714,10 @@ int pf_shard_init(struct pf_shard *s, int id, const struct pf_config *cfg, struc
     info.retry_and_idle_policy = &s->retry; /* lws keeps the pointer */
     info.timeout_secs = 10;
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (!strcmp(cfg->event_lib, "libev"))
+        info.options |= LWS_SERVER_OPTION_LIBEV;
+    else if (!strcmp(cfg->event_lib, "libuv"))
+        info.options |= LWS_SERVER_OPTION_LIBUV;
     s->ctx = lws_create_context(&info);
     if (!s->ctx)
         return -1;

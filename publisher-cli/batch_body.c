@@ -169,6 +169,22 @@ static enum pf_batch_err pf_bp_push(struct pf_batch *b, const struct pf_batch_it
     return PF_BATCH_OK;
 }
 
+int pf_batch_add(struct pf_batch *b, const char *ch, size_t chlen, const void *data, size_t len)
+{
+    struct pf_batch_item it;
+
+    it.ch_off = b->bytes.len;
+    it.ch_len = chlen;
+    pf_buf_append(&b->bytes, ch, chlen);
+    pf_buf_append_byte(&b->bytes, 0);
+    it.data_off = b->bytes.len;
+    it.data_len = len;
+    pf_buf_append(&b->bytes, data, len);
+    if (!pf_buf_ok(&b->bytes))
+        return -1;
+    return pf_bp_push(b, &it) == PF_BATCH_OK ? 0 : -1;
+}
+
 static enum pf_batch_err pf_bp_element(struct pf_bparse *p)
 {
     struct pf_batch_item it = {0, 0, 0, 0};

@@ -31,6 +31,8 @@ enum pf_batch_err {
 
 void pf_batch_init(struct pf_batch *b);
 void pf_batch_free(struct pf_batch *b);
+/* Appends one message whose channel the caller has already checked. Returns 0 or -1. */
+int pf_batch_add(struct pf_batch *b, const char *ch, size_t chlen, const void *data, size_t len);
 /* On failure, err gets a human reason naming the element ("batch[2]: ..."). */
 enum pf_batch_err pf_batch_parse(struct pf_batch *b, const unsigned char *body, size_t len,
                                  char *err, size_t errlen);

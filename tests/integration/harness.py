@@ -89,7 +89,7 @@ class Proc:
     def alive(self):
         return self.p.poll() is None
 
-    def signal(self, sig):
+    def send_signal(self, sig):
         if self.alive():
             os.kill(self.p.pid, sig)
 
@@ -103,6 +103,10 @@ class Proc:
                 os.kill(self.p.pid, signal.SIGKILL)
                 self.p.wait()
         self._t.join(2)
+        self._t2.join(2)
+        for f in (self.p.stdout, self.p.stderr):
+            if f:
+                f.close()
         return self.p.returncode
 
 
@@ -321,7 +325,14 @@ class GatewayProc:
         return sum(series)
 
     def stop(self, sig=signal.SIGTERM, timeout=10.0):
-        return self.proc.stop(sig, timeout)
+        rc = self.proc.stop(sig, timeout)
+        self.proc._t2.join(2)
+        for f in (self.proc.p.stdout, self.proc.p.stderr):
+            try:
+                f.close()
+            except (OSError, ValueError):
+                pass
+        return rc
 
 
 import unittest as _unittest  # noqa: E402  (appended section)

@@ -4,7 +4,6 @@ Real redis-server, real push-gateway, raw-socket WebSocket clients (wsclient.py)
 """
 import json
 import socket
-import threading
 import time
 import unittest
 
@@ -66,11 +65,12 @@ class OpsTest(harness.GatewayTestCase):
 
     def test_bad_channel_names_get_bad_channel_and_connection_stays(self):
         c = self.ws(self.gw)
-        bad = ["", "a b", "star*", "q?", "[x]", "x" * 129, "caf\u00e9", "nul\u0000x", "nl\nx",
-               "comma,x", "quote\"x", "tab\tx", "\ud800"]
+        bad = ["", "a b", "star*", "q?", "[x]", "x" * 129, "caf\u00e9", "nl\nx", "comma,x",
+               "quote\"x", "tab\tx", "back\\slash", "hash#", "pct%20"]
         for name in bad:
-            text = json.dumps({"op": "subscribe", "channels": [name]})
-            self.assert_error(c, "bad_channel", text)
+            self.assert_error(c, "bad_channel", json.dumps({"op": "subscribe", "channels": [name]}))
+        # raw UTF-8 in the frame (not \u-escaped)
+        self.assert_error(c, "bad_channel", '{"op":"subscribe","channels":["caf\u00e9"]}')
         self.assertEqual(sorted(self.redis.call("PUBSUB", "CHANNELS")), [],
                          "a Redis SUBSCRIBE was sent for an invalid channel")
         # 128 bytes of every allowed class is fine, and the connection still delivers
@@ -80,6 +80,20 @@ class OpsTest(harness.GatewayTestCase):
         self.assertEqual(self.publish(good, "still-works"), 1)
         self.assertEqual(c.recv_message(5), (OP_TEXT, batch_bytes(good, [b'"still-works"'])))
 
+    def test_bad_channel_names_hidden_in_json_escapes(self):
+        c = self.ws(self.gw)
+        # "nul\u0000x" decodes to a name containing NUL: it must not be cut to "nul"
+        self.assert_error(c, "bad_channel", '{"op":"subscribe","channels":["nul\\u0000x"]}')
+        self.assert_error(c, "bad_channel", '{"op":"subscribe","channels":["ctl\\u0001"]}')
+        # a lone surrogate is not a character: bad_json or bad_channel, never a subscription
+        c.send_text('{"op":"subscribe","channels":["sur\\ud800x"]}')
+        msg = c.recv_json(5)
+        self.assertEqual(msg.get("op"), "error", msg)
+        self.assertIn(msg.get("code"), ("bad_json", "bad_channel"), msg)
+        self.assert_alive(c)
+        self.assertEqual(sorted(self.redis.call("PUBSUB", "CHANNELS")), [],
+                         "a Redis SUBSCRIBE was sent for an invalid channel")
+
     def test_error_codes_for_bad_requests(self):
         c = self.ws(self.gw)
         self.assert_error(c, "bad_json", "this is not json")
@@ -87,7 +101,11 @@ class OpsTest(harness.GatewayTestCase):
         self.assert_error(c, "unknown_op", '{"op":"dance"}')
         self.assert_error(c, "bad_request", '{"op":"subscribe"}')
         self.assert_error(c, "bad_request", '{"op":"subscribe","channels":"a"}')
-        self.assert_error(c, "bad_request", '{"op":"subscribe","channels":[1]}')
+        c.send_text('{"op":"subscribe","channels":[1]}')  # wrong element type: either code
+        msg = c.recv_json(5)
+        self.assertEqual(msg.get("op"), "error", msg)
+        self.assertIn(msg.get("code"), ("bad_request", "bad_channel"), msg)
+        self.assert_alive(c)
         self.assert_error(c, "bad_request", '{"op":"unsubscribe"}')
         self.assertEqual(self.redis.call("PUBSUB", "CHANNELS"), [])
         self.subscribe(c, ["fine"])
@@ -103,29 +121,21 @@ class SlowConsumerTest(harness.GatewayTestCase):
         fast = self.ws(gw, "/ws?channels=big")
         self.assertEqual(fast.recv_json(5), {"op": "subscribed", "channels": ["big"]})
 
-        n, size = 300, 64 * 1024
+        # lockstep: the fast client has read message i before i+1 is published, so it is
+        # never more than one message behind; the slow one never reads. 16 MB in total is far
+        # more than the kernel buffers (tcp_wmem max 4 MB) plus the 64 KiB cap can absorb.
+        n, size = 1000, 16 * 1024
         pad = "x" * size
-        got, errors = [], []
-
-        def read_fast():  # the fast client reads as the messages come; the slow one never reads
-            try:
-                while len(got) < n:
-                    op, data = fast.recv_message(20)
-                    got.extend(json.loads(data)["messages"])
-            except Exception as e:  # reported by the main thread
-                errors.append(e)
-
-        reader = threading.Thread(target=read_fast, daemon=True)
-        reader.start()
+        got = []
         r = self.redis.conn()
         try:
             for i in range(n):
-                r.call("PUBLISH", "push:big", '{"seq":%d,"pad":"%s"}' % (i, pad))
+                self.assertEqual(r.call("PUBLISH", "push:big", '{"seq":%d,"pad":"%s"}' % (i, pad)), 1)
+                while len(got) <= i:
+                    op, data = fast.recv_message(5)
+                    got.extend(json.loads(data)["messages"])
         finally:
             r.close()
-        reader.join(30)
-        self.assertFalse(reader.is_alive(), "fast client got only %d/%d messages" % (len(got), n))
-        self.assertEqual(errors, [])
         self.assertEqual([m["seq"] for m in got], list(range(n)))
         self.assertTrue(all(m["pad"] == pad for m in got))
 
@@ -174,7 +184,7 @@ class KeepaliveTest(harness.GatewayTestCase):
         self.assertGreaterEqual(len(bad.pings), 1)
         self.assertIsNotNone(closed_at, "a client that never answers pings is still open after 5.5s")
         self.assertGreaterEqual(closed_at, 1.5, "closed after %.2fs, before interval+timeout" % closed_at)
-        self.assertLessEqual(closed_at, 4.0, "closed only after %.2fs" % closed_at)
+        self.assertLessEqual(closed_at, 4.5, "closed only after %.2fs" % closed_at)
         # the good client is fully usable
         good.sock.settimeout(None)
         good.send_json({"op": "ping"})
