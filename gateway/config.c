@@ -32,6 +32,9 @@ static void pf_config_usage(FILE *out)
             "  --max-channels-per-conn N  subscriptions per connection (default 256)\n"
             "  --ping-interval S          WebSocket PING after S seconds idle (default 25)\n"
             "  --ping-timeout S           close a peer silent for interval + S seconds (default 10)\n"
+            "  --drain-ms N               on SIGTERM/SIGINT: stop accepting, send the current\n"
+            "                             window's batches, close clients with 1001, exit within\n"
+            "                             N ms (default 5000)\n"
             "  --event-lib NAME           shard event loop: poll (lws default), libev or libuv\n"
             "                             (default poll; see docs/BENCHMARKS.md)\n"
             "  --log-level LEVEL          debug, info, warn or error (default info)\n"
@@ -117,6 +120,7 @@ static void pf_config_defaults(struct pf_config *c)
     c->max_channels_per_conn = 256;
     c->ping_interval = 25;
     c->ping_timeout = 10;
+    c->drain_ms = 5000;
     c->log_level = PF_LOG_INFO;
     snprintf(c->event_lib, sizeof(c->event_lib), "poll");
 }
@@ -124,7 +128,7 @@ static void pf_config_defaults(struct pf_config *c)
 enum {
     OPT_LISTEN = 256, OPT_REDIS, OPT_PREFIX, OPT_MERGE_MS, OPT_MERGE_MAX, OPT_THREADS,
     OPT_MAX_PENDING, OPT_MAX_MSG, OPT_MAX_CHANS, OPT_PING_INTERVAL, OPT_PING_TIMEOUT,
-    OPT_LOG_LEVEL, OPT_EVENT_LIB, OPT_HELP, OPT_VERSION
+    OPT_LOG_LEVEL, OPT_EVENT_LIB, OPT_DRAIN_MS, OPT_HELP, OPT_VERSION
 };
 
 static int pf_config_apply(struct pf_config *c, int opt, const char *arg)
@@ -159,6 +163,7 @@ static int pf_config_apply(struct pf_config *c, int opt, const char *arg)
     case OPT_PING_INTERVAL: return pf_parse_int("--ping-interval", arg, 1, 3600, &c->ping_interval);
     case OPT_PING_TIMEOUT: return pf_parse_int("--ping-timeout", arg, 1, 3600, &c->ping_timeout);
     case OPT_LOG_LEVEL: return pf_parse_level(c, arg);
+    case OPT_DRAIN_MS: return pf_parse_int("--drain-ms", arg, 0, 600000, &c->drain_ms);
     case OPT_EVENT_LIB:
         if (strcmp(arg, "poll") && strcmp(arg, "libev") && strcmp(arg, "libuv")) {
             fprintf(stderr, "push-gateway: --event-lib must be poll, libev or libuv\n");
@@ -186,6 +191,7 @@ int pf_config_parse(struct pf_config *c, int argc, char **argv)
         {"ping-timeout", required_argument, NULL, OPT_PING_TIMEOUT},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"event-lib", required_argument, NULL, OPT_EVENT_LIB},
+        {"drain-ms", required_argument, NULL, OPT_DRAIN_MS},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0}};

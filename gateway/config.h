@@ -25,6 +25,7 @@ struct pf_config {
     size_t max_channels_per_conn;
     int ping_interval; /* seconds */
     int ping_timeout;  /* seconds */
+    int drain_ms;      /* shutdown: time to flush and close connections */
     enum pf_log_level log_level;
     char event_lib[8]; /* "poll" (lws default loop), "libev" or "libuv" */
 };

@@ -24,8 +24,39 @@ struct pf_gateway {
     struct pf_link link;
     struct pf_shard *shards;
     struct pf_shard *shard_ptrs[64];
-    struct event *sigint_ev, *sigterm_ev;
+    struct event *sigint_ev, *sigterm_ev, *drain_ev;
+    struct timespec drain_deadline;
 };
+
+static uint64_t pf_open_connections(const struct pf_gateway *gw)
+{
+    uint64_t n = 0;
+    int i;
+
+    for (i = 0; i < gw->cfg.threads; i++)
+        n += __atomic_load_n(&gw->shards[i].stats.connections, __ATOMIC_RELAXED);
+    return n;
+}
+
+/* Polls the shards until every connection is closed or --drain-ms has passed. */
+static void pf_on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct pf_gateway *gw = arg;
+    struct timespec now;
+    struct timeval tick = {0, 20000};
+    uint64_t left = pf_open_connections(gw);
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (left == 0 || now.tv_sec > gw->drain_deadline.tv_sec ||
+        (now.tv_sec == gw->drain_deadline.tv_sec && now.tv_nsec >= gw->drain_deadline.tv_nsec)) {
+        if (left)
+            pf_warn("drain: %llu connections still open after %d ms; closing them",
+                    (unsigned long long)left, gw->cfg.drain_ms);
+        event_base_loopbreak(gw->base);
+        return;
+    }
+    evtimer_add(gw->drain_ev, &tick);
+}
 
 /* Raises the soft fd limit to the hard one: every connection is a descriptor. */
 static rlim_t pf_raise_nofile(void)
@@ -45,9 +76,29 @@ static rlim_t pf_raise_nofile(void)
 static void pf_on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct pf_gateway *gw = arg;
+    struct timeval now = {0, 0};
 
-    pf_info("%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    event_base_loopbreak(gw->base);
+    if (gw->drain_ev) {
+        pf_info("second signal: stopping now");
+        event_base_loopbreak(gw->base);
+        return;
+    }
+    pf_info("%s: draining %llu connections (up to %d ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
+            (unsigned long long)pf_open_connections(gw), gw->cfg.drain_ms);
+    clock_gettime(CLOCK_MONOTONIC, &gw->drain_deadline);
+    gw->drain_deadline.tv_sec += gw->cfg.drain_ms / 1000;
+    gw->drain_deadline.tv_nsec += (long)(gw->cfg.drain_ms % 1000) * 1000000L;
+    if (gw->drain_deadline.tv_nsec >= 1000000000L) {
+        gw->drain_deadline.tv_sec++;
+        gw->drain_deadline.tv_nsec -= 1000000000L;
+    }
+    pf_link_drain(&gw->link);
+    gw->drain_ev = evtimer_new(gw->base, pf_on_drain_tick, gw);
+    if (!gw->drain_ev) {
+        event_base_loopbreak(gw->base);
+        return;
+    }
+    evtimer_add(gw->drain_ev, &now);
 }
 
 static int pf_gateway_start(struct pf_gateway *gw)
@@ -96,6 +147,8 @@ static void pf_gateway_stop(struct pf_gateway *gw)
         event_free(gw->sigint_ev);
     if (gw->sigterm_ev)
         event_free(gw->sigterm_ev);
+    if (gw->drain_ev)
+        event_free(gw->drain_ev);
     if (gw->base)
         event_base_free(gw->base);
 }

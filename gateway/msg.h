@@ -21,6 +21,7 @@ enum pf_msg_type {
     PF_MSG_FAILED,    /* link -> shard: SUBSCRIBE failed for good for the WANT with this seq */
     PF_MSG_FRAME,     /* link -> shard: a finished batch frame for a channel */
     PF_MSG_RESET,     /* link -> shard: Redis link lost; confirmations no longer hold */
+    PF_MSG_DRAIN,     /* main -> shard: shutting down; flush queues, close with 1001 */
 };
 
 struct pf_msg {

@@ -185,6 +185,26 @@ static void pf_link_on_message(struct pf_link *l, const char *chan, size_t chan_
         pf_link_arm_flush(l);
 }
 
+void pf_link_drain(struct pf_link *l)
+{
+    int i;
+
+    /* The current window's batches go out now, ahead of the DRAIN in each shard's queue. */
+    while (l->dirty_head) {
+        struct pf_rchan *c = l->dirty_head;
+        l->dirty_head = c->dirty_next;
+        c->dirty = 0;
+        c->dirty_next = NULL;
+        pf_link_flush_chan(l, c);
+    }
+    l->dirty_tail = NULL;
+    for (i = 0; i < l->nshards; i++) {
+        struct pf_msg *m = pf_msg_new(PF_MSG_DRAIN, NULL, 0);
+        if (m)
+            pf_link_queue(l, i, m);
+    }
+}
+
 /* ---- channel state ----------------------------------------------------------------------- */
 
 static void pf_link_sub_cb(redisAsyncContext *ac, void *r, void *priv);
@@ -439,6 +459,8 @@ static void pf_link_disconnect_cb(const redisAsyncContext *ac, int status)
 {
     struct pf_link *l = ac->data;
 
+    if (l->stopping)
+        return;
     if (l->ready || l->was_up) {
         pf_stat_add(&l->stats.reconnects, 1);
         pf_warn("redis link down: %s; messages published until it is back are not delivered",
@@ -501,7 +523,8 @@ void pf_link_destroy(struct pf_link *l)
 
     if (l->ac) {
         redisAsyncContext *ac = l->ac;
-        redisAsyncSetDisconnectCallback(ac, NULL);
+        /* hiredis 0.14 cannot unset the disconnect callback, so the callback checks this. */
+        l->stopping = 1;
         l->ac = NULL;
         redisAsyncFree(ac);
     }

@@ -33,6 +33,7 @@ struct pf_link {
     struct redisAsyncContext *ac;
     int ready; /* connected, authenticated, channels (re)subscribing */
     int was_up;
+    int stopping;
     int retry_ms;
     struct pf_dict chans; /* channel name (no prefix) -> struct pf_rchan */
     struct pf_rchan *dirty_head, *dirty_tail; /* open batches, oldest deadline first */
@@ -48,6 +49,8 @@ int pf_link_init(struct pf_link *l, const struct pf_config *cfg, struct event_ba
                  struct pf_shard **shards, int nshards);
 void pf_link_start(struct pf_link *l);
 void pf_link_destroy(struct pf_link *l);
+/* Shutdown: flushes every open batch, then tells each shard to drain. */
+void pf_link_drain(struct pf_link *l);
 /* Called from shard threads: hands a list of WANT/DROP messages to the link. */
 void pf_link_post(struct pf_link *l, struct pf_msg_list *msgs);
 

@@ -54,6 +54,7 @@ struct pf_sub {
 struct pf_conn {
     struct lws *wsi;
     struct pf_shard *shard;
+    struct pf_conn *prev, *next; /* the shard's connections, for draining */
     struct pf_qnode *qhead, *qtail;
     size_t qbytes;
     struct pf_sub *subs;
@@ -458,6 +459,8 @@ static void pf_conn_cleanup(struct pf_conn *c)
     }
 }
 
+static void pf_shard_drain(struct pf_shard *s);
+
 /* ---- messages from the link -------------------------------------------------------------- */
 
 static void pf_shard_on_confirmed(struct pf_shard *s, struct pf_schan *ch)
@@ -533,6 +536,8 @@ static void pf_shard_drain_inbox(struct pf_shard *s)
         next = m->next;
         if (m->type == PF_MSG_RESET) {
             pf_shard_on_reset(s);
+        } else if (m->type == PF_MSG_DRAIN) {
+            pf_shard_drain(s);
         } else if ((ch = pf_dict_get(&s->chans, m->chan, m->chan_len)) != NULL) {
             if (m->type == PF_MSG_FRAME)
                 pf_shard_on_frame(s, ch, m->frame);
@@ -554,16 +559,22 @@ void pf_shard_post(struct pf_shard *s, struct pf_msg_list *msgs)
 
 /* ---- lws callbacks ----------------------------------------------------------------------- */
 
+static int pf_conn_close_now(struct pf_conn *c)
+{
+    static const char slow[] = "slow consumer", away[] = "server shutting down";
+    const char *reason = c->close_code == LWS_CLOSE_STATUS_GOINGAWAY ? away : slow;
+
+    lws_close_reason(c->wsi, (enum lws_close_status)c->close_code, (unsigned char *)reason,
+                     strlen(reason));
+    return -1;
+}
+
 static int pf_conn_writeable(struct pf_conn *c)
 {
     int burst = 0;
 
-    if (c->close_code) {
-        static const char reason[] = "slow consumer";
-        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
-                         (unsigned char *)reason, sizeof(reason) - 1);
-        return -1;
-    }
+    if (c->close_code && !c->qhead)
+        return pf_conn_close_now(c);
     /* Several frames per wake-up while the kernel takes them whole; stop at the first partial
      * write (lws keeps the rest) so one fast reader cannot hog the loop. */
     while (c->qhead && burst++ < 16) {
@@ -581,9 +592,27 @@ static int pf_conn_writeable(struct pf_conn *c)
         if (lws_partial_buffered(c->wsi))
             break;
     }
-    if (c->qhead)
+    if (c->qhead || c->close_code)
         lws_callback_on_writable(c->wsi);
     return 0;
+}
+
+/* Shutdown: stop accepting, let every connection write what it has queued (the batches of the
+ * last window included), then close it with 1001. */
+static void pf_shard_drain(struct pf_shard *s)
+{
+    struct pf_conn *c;
+
+    s->draining = 1;
+    if (s->listen_wsi)
+        lws_set_timeout(s->listen_wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    s->listen_wsi = NULL;
+    for (c = s->conns; c; c = c->next) {
+        if (c->close_code)
+            continue;
+        c->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
+        lws_callback_on_writable(c->wsi);
+    }
 }
 
 static int pf_conn_receive(struct pf_conn *c, const unsigned char *in, size_t len)
@@ -635,7 +664,16 @@ static int pf_shard_callback(struct lws *wsi, enum lws_callback_reasons reason, 
         c->wsi = wsi;
         c->shard = s;
         c->established = 1;
+        c->next = s->conns;
+        if (s->conns)
+            s->conns->prev = c;
+        s->conns = c;
         pf_stat(&s->stats.connections, 1);
+        if (s->draining) {
+            c->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
+            lws_callback_on_writable(wsi);
+            break;
+        }
         pf_stat(&s->stats.connections_total, 1);
         pf_conn_url_subscribe(c);
         break;
@@ -649,6 +687,12 @@ static int pf_shard_callback(struct lws *wsi, enum lws_callback_reasons reason, 
         if (c && c->established) {
             pf_conn_cleanup(c);
             c->established = 0;
+            if (c->prev)
+                c->prev->next = c->next;
+            else
+                s->conns = c->next;
+            if (c->next)
+                c->next->prev = c->prev;
             pf_stat(&s->stats.connections, -1);
         }
         break;
@@ -725,7 +769,9 @@ int pf_shard_init(struct pf_shard *s, int id, const struct pf_config *cfg, struc
     if (!s->vhost || pf_listener_open(&s->listener, cfg->listen_host, cfg->listen_port))
         return -1;
     fd.filefd = s->listener.fd;
-    if (!lws_adopt_descriptor_vhost(s->vhost, LWS_ADOPT_RAW_FILE_DESC, fd, "pf-listen", NULL)) {
+    s->listen_wsi = lws_adopt_descriptor_vhost(s->vhost, LWS_ADOPT_RAW_FILE_DESC, fd, "pf-listen",
+                                               NULL);
+    if (!s->listen_wsi) {
         pf_error("shard %d: lws cannot watch the listening socket", id);
         close(s->listener.fd);
         return -1;

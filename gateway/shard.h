@@ -19,6 +19,7 @@
 
 struct pf_link;
 struct pf_qnode;
+struct pf_conn;
 
 /* Written by the owning shard only; read by any shard for /metrics (relaxed atomics). */
 struct pf_shard_stats {
@@ -42,6 +43,9 @@ struct pf_shard {
     struct lws_context *ctx;
     struct lws_vhost *vhost;
     struct pf_listener listener;
+    struct lws *listen_wsi;
+    struct pf_conn *conns;
+    int draining;
     lws_retry_bo_t retry;
     pthread_t thread;
     int started;

@@ -65,33 +65,38 @@ static int pf_alink_jitter(struct pf_alink *l, int ms)
     return ms * 3 / 4 + (int)(l->rng % (unsigned)(ms / 2 + 1));
 }
 
-static void pf_alink_log_down(struct pf_alink *l, const char *reason)
+/* One line when the link goes down (or first fails at start), one when it comes back. While it
+ * stays down, only a new refusal by Redis itself (wrong password, bad db) is worth a line:
+ * it needs an operator, where "connection refused" again does not. */
+static void pf_alink_log_down(struct pf_alink *l, const char *reason, int refused)
 {
     if (l->state == PF_AL_UP)
         pf_warn("Redis link down (%s): %s; reconnecting in the background", l->desc, reason);
-    else if (strcmp(l->last_err, reason) != 0)
+    else if (!l->last_err[0] || (refused && strcmp(l->last_err, reason) != 0))
         pf_warn("Redis unreachable (%s): %s; retrying in the background", l->desc, reason);
+    else
+        return;
     snprintf(l->last_err, sizeof(l->last_err), "%s", reason);
 }
 
-static void pf_alink_failed(struct pf_alink *l, const char *reason)
+static void pf_alink_failed(struct pf_alink *l, const char *reason, int refused)
 {
     struct timeval tv = pf_ms_tv(pf_alink_jitter(l, l->backoff_ms));
 
     evtimer_del(l->hs_ev);
-    pf_alink_log_down(l, reason);
+    pf_alink_log_down(l, reason, refused);
     l->state = PF_AL_RETRY;
     l->backoff_ms = l->backoff_ms * 2 > PF_BACKOFF_MAX_MS ? PF_BACKOFF_MAX_MS : l->backoff_ms * 2;
     evtimer_add(l->retry_ev, &tv);
 }
 
 /* We close the context (timeout, error reply). */
-static void pf_alink_drop(struct pf_alink *l, const char *reason)
+static void pf_alink_drop(struct pf_alink *l, const char *reason, int refused)
 {
     redisAsyncContext *ac = l->ac;
 
     l->ac = NULL;
-    pf_alink_failed(l, reason);
+    pf_alink_failed(l, reason, refused);
     if (ac)
         redisAsyncFree(ac);
 }
@@ -102,7 +107,7 @@ static void pf_alink_lost(struct pf_alink *l, const redisAsyncContext *ac, const
     if (l->ac != ac)
         return;
     l->ac = NULL;
-    pf_alink_failed(l, reason);
+    pf_alink_failed(l, reason, 0);
 }
 
 static void pf_alink_set_up(struct pf_alink *l)
@@ -142,7 +147,7 @@ static void pf_alink_on_handshake(redisAsyncContext *ac, void *reply, void *what
         return;
     if (r->type == REDIS_REPLY_ERROR) {
         snprintf(reason, sizeof(reason), "%s refused: %s", (const char *)what, r->str);
-        pf_alink_drop(l, reason);
+        pf_alink_drop(l, reason, 1);
     } else if (strcmp(what, "PING") == 0) {
         pf_alink_set_up(l);
     }
@@ -192,13 +197,13 @@ static void pf_alink_connect(struct pf_alink *l)
     redisAsyncContext *ac = pf_alink_open(&l->url, err, sizeof(err));
 
     if (!ac) {
-        pf_alink_failed(l, err);
+        pf_alink_failed(l, err, 0);
         return;
     }
     ac->data = l;
     if (redisLibeventAttach(ac, l->base) != REDIS_OK) {
         redisAsyncFree(ac);
-        pf_alink_failed(l, "cannot attach to the event loop");
+        pf_alink_failed(l, "cannot attach to the event loop", 0);
         return;
     }
     redisAsyncSetConnectCallback(ac, pf_alink_on_connect);
@@ -207,7 +212,7 @@ static void pf_alink_connect(struct pf_alink *l)
     l->state = PF_AL_CONNECTING;
     evtimer_add(l->hs_ev, &tv);
     if (pf_alink_send_handshake(l) != REDIS_OK)
-        pf_alink_drop(l, "cannot queue the handshake");
+        pf_alink_drop(l, "cannot queue the handshake", 0);
 }
 
 static void pf_alink_on_retry(evutil_socket_t fd, short what, void *arg) { pf_alink_connect(arg); }
@@ -217,7 +222,7 @@ static void pf_alink_on_hs_timeout(evutil_socket_t fd, short what, void *arg)
     struct pf_alink *l = arg;
 
     if (l->ac)
-        pf_alink_drop(l, "no answer to connect or handshake within 2 s");
+        pf_alink_drop(l, "no answer to connect or handshake within 2 s", 0);
 }
 
 struct pf_alink *pf_alink_new(struct event_base *base, const struct pf_redis_url *url,
@@ -279,7 +284,7 @@ static void pf_acmd_on_timeout(evutil_socket_t fd, short what, void *arg)
     /* A silent Redis would make every later command wait too: fail them now and reconnect.
      * This frees c (its reply callback runs with NULL). */
     if (l->ac)
-        pf_alink_drop(l, "no answer to PUBLISH within 2 s");
+        pf_alink_drop(l, "no answer to PUBLISH within 2 s", 0);
 }
 
 int pf_alink_publish(struct pf_alink *l, const char *key, size_t keylen, const void *msg,

@@ -65,6 +65,31 @@ class MergeWindowTest(harness.GatewayTestCase):
                                   batch_bytes("beta", [b'"b1"', b'"b2"'])])
         self.assertEqual(c.expect_silence(0.8), [])
 
+    def test_merge_max_bytes_flushes_a_batch_early(self):
+        gw = self.start_gateway("--merge-ms", 5000, "--merge-max-bytes", 1000)
+        c = self.ws(gw)
+        self.subscribe(c, ["full"])
+        payloads = [b'{"i":%d,"pad":"%s"}' % (i, b"p" * 180) for i in range(10)]  # ~200 B each
+        t0 = time.time()
+        self.assertEqual(self.publish_many("full", payloads), [1] * 10)
+        # 2 KB were published into a 1 KB batch limit: a frame is flushed long before 5 s
+        f = c.recv_frame(timeout=3)
+        self.assertLess(time.time() - t0, 3)
+        frames = [f.payload]
+        got = json.loads(f.payload)["messages"]
+        while len(got) < 10:
+            f = c.recv_frame(timeout=7)
+            frames.append(f.payload)
+            got.extend(json.loads(f.payload)["messages"])
+        self.assertEqual([m["i"] for m in got], list(range(10)))
+        self.assertGreaterEqual(len(frames), 2, frames)
+        for fr in frames[:-1]:  # every early flush holds at most limit + one message
+            self.assertLessEqual(len(fr), 1000 + 250, len(fr))
+        # the frames concatenate to exactly the published payloads, in order
+        items = b",".join(payloads)
+        self.assertEqual(b",".join(fr[len(b'{"channel":"full","messages":['):-2] for fr in frames),
+                         items)
+
     def test_merge_ms_zero_sends_each_message_at_once(self):
         gw = self.start_gateway("--merge-ms", 0)
         c = self.ws(gw)
@@ -98,6 +123,11 @@ class FanOutTest(harness.GatewayTestCase):
             self.assertEqual(pool.pop_json(i), {"op": "subscribed", "channels": ["fan"]}, i)
         self.assertEqual(self.numsub("fan"), 1)  # one Redis subscription for all shards
         self.assertEqual(gw.metric("pushfabric_connections"), self.CLIENTS)
+        per_shard = {k: v for k, v in gw.metrics().items()
+                     if k.startswith("pushfabric_connections{")}
+        if per_shard:  # labeled per shard: both shards must hold connections
+            self.assertEqual(len(per_shard), 2, per_shard)
+            self.assertTrue(all(v > 0 for v in per_shard.values()), per_shard)
 
         for rnd in range(3):
             payloads = [json.dumps({"round": rnd, "i": i}).encode() for i in range(4)]
