@@ -32,6 +32,10 @@ static void pf_config_usage(FILE *out)
             "  --max-channels-per-conn N  subscriptions per connection (default 256)\n"
             "  --ping-interval S          WebSocket PING after S seconds idle (default 25)\n"
             "  --ping-timeout S           close a peer silent for interval + S seconds (default 10)\n"
+            "  --allowed-origins LIST     browser Origins allowed to open a WebSocket, comma-\n"
+            "                             separated (https://app.example.com,...); '*' allows\n"
+            "                             any. Default: same origin only (Origin host = Host).\n"
+            "                             Clients that send no Origin (not browsers) are allowed.\n"
             "  --drain-ms N               on SIGTERM/SIGINT: stop accepting, send the current\n"
             "                             window's batches, close clients with 1001, exit within\n"
             "                             N ms (default 5000)\n"
@@ -128,7 +132,7 @@ static void pf_config_defaults(struct pf_config *c)
 enum {
     OPT_LISTEN = 256, OPT_REDIS, OPT_PREFIX, OPT_MERGE_MS, OPT_MERGE_MAX, OPT_THREADS,
     OPT_MAX_PENDING, OPT_MAX_MSG, OPT_MAX_CHANS, OPT_PING_INTERVAL, OPT_PING_TIMEOUT,
-    OPT_LOG_LEVEL, OPT_EVENT_LIB, OPT_DRAIN_MS, OPT_HELP, OPT_VERSION
+    OPT_LOG_LEVEL, OPT_EVENT_LIB, OPT_DRAIN_MS, OPT_ORIGINS, OPT_HELP, OPT_VERSION
 };
 
 static int pf_config_apply(struct pf_config *c, int opt, const char *arg)
@@ -163,6 +167,13 @@ static int pf_config_apply(struct pf_config *c, int opt, const char *arg)
     case OPT_PING_INTERVAL: return pf_parse_int("--ping-interval", arg, 1, 3600, &c->ping_interval);
     case OPT_PING_TIMEOUT: return pf_parse_int("--ping-timeout", arg, 1, 3600, &c->ping_timeout);
     case OPT_LOG_LEVEL: return pf_parse_level(c, arg);
+    case OPT_ORIGINS:
+        if (strlen(arg) >= sizeof(c->allowed_origins)) {
+            fprintf(stderr, "push-gateway: --allowed-origins is too long\n");
+            return -1;
+        }
+        snprintf(c->allowed_origins, sizeof(c->allowed_origins), "%s", arg);
+        return 0;
     case OPT_DRAIN_MS: return pf_parse_int("--drain-ms", arg, 0, 600000, &c->drain_ms);
     case OPT_EVENT_LIB:
         if (strcmp(arg, "poll") && strcmp(arg, "libev") && strcmp(arg, "libuv")) {
@@ -192,6 +203,7 @@ int pf_config_parse(struct pf_config *c, int argc, char **argv)
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"event-lib", required_argument, NULL, OPT_EVENT_LIB},
         {"drain-ms", required_argument, NULL, OPT_DRAIN_MS},
+        {"allowed-origins", required_argument, NULL, OPT_ORIGINS},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0}};

@@ -26,6 +26,7 @@ struct pf_config {
     int ping_interval; /* seconds */
     int ping_timeout;  /* seconds */
     int drain_ms;      /* shutdown: time to flush and close connections */
+    char allowed_origins[2048]; /* comma-separated; "" = same origin only; "*" = any */
     enum pf_log_level log_level;
     char event_lib[8]; /* "poll" (lws default loop), "libev" or "libuv" */
 };

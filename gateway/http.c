@@ -5,18 +5,55 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "buf.h"
 #include "redis_link.h"
 #include "shard.h"
 
-int pf_http_filter_ws(struct lws *wsi)
+int pf_http_origin_allowed(const char *origin, const char *host, const char *allowed)
 {
-    char uri[64];
+    const char *p = allowed, *oh;
+    size_t olen = strlen(origin);
 
-    if (lws_hdr_copy(wsi, uri, (int)sizeof(uri), WSI_TOKEN_GET_URI) < 0)
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        while (n && *p == ' ')
+            p++, n--;
+        while (n && p[n - 1] == ' ')
+            n--;
+        if ((n == 1 && *p == '*') || (n == olen && !strncasecmp(p, origin, n)))
+            return 1;
+        p += n;
+        while (*p == ' ' || *p == ',')
+            p++;
+    }
+    if (*allowed)
+        return 0;
+    /* No list: same origin only. The Origin's authority must equal the Host header. */
+    oh = strstr(origin, "://");
+    return oh && host[0] && !strcasecmp(oh + 3, host);
+}
+
+int pf_http_filter_ws(struct lws *wsi, const char *allowed_origins)
+{
+    char uri[64], origin[256], host[256];
+
+    if (lws_hdr_copy(wsi, uri, (int)sizeof(uri), WSI_TOKEN_GET_URI) < 0 || strcmp(uri, "/ws")) {
+        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "WebSocket endpoint is /ws");
         return 1;
-    return strcmp(uri, "/ws") != 0;
+    }
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) <= 0)
+        return 0; /* not a browser: Origin is a browser's claim, others need no check */
+    if (lws_hdr_copy(wsi, origin, (int)sizeof(origin), WSI_TOKEN_ORIGIN) < 0 ||
+        lws_hdr_copy(wsi, host, (int)sizeof(host), WSI_TOKEN_HOST) < 0 ||
+        !pf_http_origin_allowed(origin, host, allowed_origins)) {
+        lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN,
+                               "Origin not allowed (see --allowed-origins)");
+        return 1;
+    }
+    return 0;
 }
 
 static int pf_http_reply(struct lws *wsi, unsigned int status, const char *type,
@@ -123,6 +160,19 @@ static void pf_metrics_render(const struct pf_shard *s, struct pf_buf *b)
     pf_metric_value(b, "pushfabric_redis_channels", "", pf_load(&ls->channels));
     pf_metric(b, "pushfabric_redis_reconnects_total", "counter", "Times the Redis link was lost.");
     pf_metric_value(b, "pushfabric_redis_reconnects_total", "", pf_load(&ls->reconnects));
+    pf_metric(b, "pushfabric_redis_down_seconds_total", "counter",
+              "Time the Redis link was down after it first came up (messages lost in gaps).");
+    {
+        char line[64];
+        uint64_t ms = pf_load(&ls->down_ms);
+        snprintf(line, sizeof(line), "pushfabric_redis_down_seconds_total %llu.%03llu\n",
+                 (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000));
+        pf_buf_append_str(b, line);
+    }
+    pf_metric(b, "pushfabric_redis_subscribe_failures_total", "counter",
+              "SUBSCRIBEs Redis refused (e.g. ACL NOPERM).");
+    pf_metric_value(b, "pushfabric_redis_subscribe_failures_total", "",
+                    pf_load(&ls->subscribe_failures));
     pf_metric(b, "pushfabric_redis_up", "gauge", "1 while the Redis link is up.");
     pf_metric_value(b, "pushfabric_redis_up", "",
                     (uint64_t)__atomic_load_n(&ls->up, __ATOMIC_RELAXED));

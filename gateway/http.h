@@ -10,8 +10,12 @@
 
 struct pf_shard;
 
-/* LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: 0 lets a WebSocket upgrade through (path /ws only). */
-int pf_http_filter_ws(struct lws *wsi);
+/* LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: 0 lets a WebSocket upgrade through; otherwise an
+ * HTTP error has been sent (404 for another path, 403 for an Origin not allowed). */
+int pf_http_filter_ws(struct lws *wsi, const char *allowed_origins);
+/* 1 when origin (e.g. "https://app.example.com") may connect, given the Host header and the
+ * --allowed-origins list. Pure function, tested on its own. */
+int pf_http_origin_allowed(const char *origin, const char *host, const char *allowed);
 /* LWS_CALLBACK_HTTP: answers the request; returns what the lws callback must return. */
 int pf_http_serve(struct lws *wsi, struct pf_shard *s, const char *uri);
 

@@ -19,6 +19,10 @@
 #include "log.h"
 #include "shard.h"
 
+/* Redis answers in order within milliseconds; a SUBSCRIBE without a reply this long means the
+ * link is stuck, so it is dropped and made anew. */
+#define PF_SUBSCRIBE_TIMEOUT_US 5000000u
+
 enum pf_rstate { PF_RS_NONE, PF_RS_SUBSCRIBING, PF_RS_SUBSCRIBED, PF_RS_UNSUBSCRIBING };
 
 struct pf_rchan {
@@ -28,6 +32,9 @@ struct pf_rchan {
     uint64_t confirm_mask; /* shards waiting for CONFIRMED */
     enum pf_rstate state;
     int dirty;
+    int failed;           /* Redis refused SUBSCRIBE: refused until no shard wants it */
+    uint64_t sent_us;     /* when the SUBSCRIBE in flight was sent */
+    struct pf_rchan *sub_next; /* in the FIFO of SUBSCRIBEs awaiting their reply */
     uint64_t deadline_us;
     struct pf_rchan *dirty_next;
     struct pf_batch batch;
@@ -236,8 +243,17 @@ static void pf_rchan_reconcile(struct pf_link *l, struct pf_rchan *c)
             pf_rchan_maybe_free(l, c);
         return;
     }
-    if (c->state == PF_RS_NONE && c->want_mask) {
+    if (!c->want_mask)
+        c->failed = 0;
+    if (c->state == PF_RS_NONE && c->want_mask && !c->failed) {
         c->state = PF_RS_SUBSCRIBING;
+        c->sent_us = pf_now_us();
+        c->sub_next = NULL;
+        if (l->sub_tail)
+            l->sub_tail->sub_next = c;
+        else
+            l->sub_head = c;
+        l->sub_tail = c;
         pf_rchan_command(l, c, "SUBSCRIBE");
     } else if (c->state == PF_RS_SUBSCRIBED && !c->want_mask) {
         c->state = PF_RS_UNSUBSCRIBING;
@@ -280,7 +296,9 @@ static void pf_link_on_shard_msg(struct pf_link *l, struct pf_msg *m)
     if (m->type == PF_MSG_WANT) {
         c->want_mask |= bit;
         c->seq[m->shard] = m->seq;
-        if (c->state == PF_RS_SUBSCRIBED && l->ready)
+        if (c->failed)
+            pf_link_tell(l, c, m->shard, PF_MSG_FAILED);
+        else if (c->state == PF_RS_SUBSCRIBED && l->ready)
             pf_link_tell(l, c, m->shard, PF_MSG_CONFIRMED);
         else
             c->confirm_mask |= bit;
@@ -307,6 +325,53 @@ void pf_link_post(struct pf_link *l, struct pf_msg_list *msgs)
 {
     if (pf_queue_put(&l->inbox, msgs))
         event_active(l->inbox_ev, EV_READ, 0);
+}
+
+/* Replies come in command order, so the answered SUBSCRIBE is normally the FIFO's head. */
+static void pf_link_sub_done(struct pf_link *l, struct pf_rchan *c)
+{
+    struct pf_rchan **pp, *prev = NULL;
+
+    for (pp = &l->sub_head; *pp; prev = *pp, pp = &(*pp)->sub_next)
+        if (*pp == c) {
+            *pp = c->sub_next;
+            if (l->sub_tail == c)
+                l->sub_tail = prev;
+            c->sub_next = NULL;
+            return;
+        }
+}
+
+/* A link whose oldest SUBSCRIBE has waited too long is stuck: drop it and connect again. */
+static void pf_link_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct pf_link *l = arg;
+
+    if (!l->ready || !l->sub_head || pf_now_us() - l->sub_head->sent_us < PF_SUBSCRIBE_TIMEOUT_US)
+        return;
+    pf_warn("redis: no reply to SUBSCRIBE %s%s for %u s; reconnecting", l->cfg->prefix,
+            l->sub_head->name, PF_SUBSCRIBE_TIMEOUT_US / 1000000u);
+    redisAsyncDisconnect(l->ac);
+}
+
+/* Redis answered a SUBSCRIBE with an error (e.g. ACL NOPERM). Hiredis 0.14 cannot route that
+ * reply and drops the link instead; the refused command is the oldest one unanswered. Its
+ * subscribers get an error; everything else is resubscribed on the next link. */
+static void pf_link_refused(struct pf_link *l, const char *why)
+{
+    struct pf_rchan *c = l->sub_head;
+    int s;
+
+    if (!c)
+        return;
+    pf_warn("redis refused SUBSCRIBE %s%s: %s; its subscribers get an error", l->cfg->prefix,
+            c->name, why);
+    c->failed = 1;
+    for (s = 0; s < l->nshards; s++)
+        if (c->want_mask & (1ull << s))
+            pf_link_tell(l, c, s, PF_MSG_FAILED);
+    c->confirm_mask = 0;
+    pf_stat_add(&l->stats.subscribe_failures, 1);
 }
 
 /* ---- Redis replies ----------------------------------------------------------------------- */
@@ -346,6 +411,8 @@ static void pf_link_sub_cb(redisAsyncContext *ac, void *r, void *priv)
     if (!c)
         return;
     if (pf_reply_is(kind, "subscribe")) {
+        if (c->state == PF_RS_SUBSCRIBING)
+            pf_link_sub_done(l, c);
         c->state = PF_RS_SUBSCRIBED;
         pf_stat_add(&l->stats.channels, 1);
         pf_link_confirm(l, c);
@@ -381,6 +448,8 @@ static void pf_link_lost(struct pf_link *l)
 
     l->ac = NULL;
     l->ready = 0;
+    if (!l->down_since_us)
+        l->down_since_us = pf_now_us();
     __atomic_store_n(&l->stats.up, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&l->stats.channels, 0, __ATOMIC_RELAXED);
     for (i = 0; i <= l->chans.mask; i++) {
@@ -388,9 +457,12 @@ static void pf_link_lost(struct pf_link *l)
         for (e = l->chans.buckets[i]; e; e = e->next) {
             struct pf_rchan *c = e->val;
             c->state = PF_RS_NONE;
-            c->confirm_mask = c->want_mask;
+            c->sub_next = NULL;
+            if (!c->failed)
+                c->confirm_mask = c->want_mask;
         }
     }
+    l->sub_head = l->sub_tail = NULL;
     for (s = 0; s < l->nshards; s++) {
         struct pf_msg *m = pf_msg_new(PF_MSG_RESET, NULL, 0);
         if (m)
@@ -430,7 +502,15 @@ static void pf_link_hello_cb(redisAsyncContext *ac, void *r, void *priv)
     l->ready = 1;
     l->retry_ms = 100;
     __atomic_store_n(&l->stats.up, 1, __ATOMIC_RELAXED);
-    pf_info("redis link up");
+    if (l->was_up) {
+        uint64_t gap = pf_now_us() - l->down_since_us;
+        pf_stat_add(&l->stats.down_ms, (int64_t)(gap / 1000u));
+        pf_info("redis link up after %.3f s down: messages published in that gap were not "
+                "delivered", (double)gap / 1e6);
+    } else {
+        pf_info("redis link up");
+    }
+    l->down_since_us = 0;
     pf_link_resubscribe(l);
     l->was_up = 1;
 }
@@ -461,6 +541,8 @@ static void pf_link_disconnect_cb(const redisAsyncContext *ac, int status)
 
     if (l->stopping)
         return;
+    if (ac->err == REDIS_ERR_OTHER && l->ready)
+        pf_link_refused(l, ac->errstr);
     if (l->ready || l->was_up) {
         pf_stat_add(&l->stats.reconnects, 1);
         pf_warn("redis link down: %s; messages published until it is back are not delivered",
@@ -505,8 +587,13 @@ int pf_link_init(struct pf_link *l, const struct pf_config *cfg, struct event_ba
     l->inbox_ev = event_new(base, -1, 0, pf_link_inbox_cb, l);
     l->post_ev = event_new(base, -1, 0, pf_link_post_cb, l);
     l->retry_ev = evtimer_new(base, pf_link_retry_cb, l);
-    if (!l->flush_ev || !l->inbox_ev || !l->post_ev || !l->retry_ev)
+    l->check_ev = event_new(base, -1, EV_PERSIST, pf_link_check_cb, l);
+    if (!l->flush_ev || !l->inbox_ev || !l->post_ev || !l->retry_ev || !l->check_ev)
         goto fail;
+    {
+        struct timeval second = {1, 0};
+        event_add(l->check_ev, &second);
+    }
     /* Lower priority number runs first: posts go out after the turn's replies are processed. */
     event_priority_set(l->post_ev, 1);
     return 0;
@@ -546,6 +633,8 @@ void pf_link_destroy(struct pf_link *l)
         event_free(l->post_ev);
     if (l->retry_ev)
         event_free(l->retry_ev);
+    if (l->check_ev)
+        event_free(l->check_ev);
     for (i = 0; i < 64; i++) {
         struct pf_msg *m = l->out[i].head, *next;
         for (; m; m = next) {

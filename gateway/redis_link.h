@@ -24,6 +24,8 @@ struct pf_link_stats {
     uint64_t frames_out;
     uint64_t reconnects;
     uint64_t channels; /* channels subscribed in Redis right now */
+    uint64_t down_ms;  /* total time the link was down after first coming up */
+    uint64_t subscribe_failures; /* SUBSCRIBEs Redis refused */
     int up;
 };
 
@@ -34,10 +36,12 @@ struct pf_link {
     int ready; /* connected, authenticated, channels (re)subscribing */
     int was_up;
     int stopping;
+    struct pf_rchan *sub_head, *sub_tail; /* SUBSCRIBEs awaiting their reply, oldest first */
+    uint64_t down_since_us;
     int retry_ms;
     struct pf_dict chans; /* channel name (no prefix) -> struct pf_rchan */
     struct pf_rchan *dirty_head, *dirty_tail; /* open batches, oldest deadline first */
-    struct event *flush_ev, *inbox_ev, *post_ev, *retry_ev;
+    struct event *flush_ev, *inbox_ev, *post_ev, *retry_ev, *check_ev;
     struct pf_queue inbox; /* from shards */
     struct pf_shard **shards;
     int nshards;

@@ -508,18 +508,16 @@ static void pf_shard_on_reset(struct pf_shard *s)
     }
 }
 
-/* Redis refused the channel for good: tell each waiting subscriber and drop its subscription. */
+/* Redis refused the channel: every subscriber of it here gets an error and loses the
+ * subscription, rather than waiting for messages that will never come. */
 static void pf_shard_on_failed(struct pf_shard *s, struct pf_schan *ch)
 {
-    struct pf_sub *sub, *next;
     char msg[200];
 
-    snprintf(msg, sizeof(msg), "Redis refused SUBSCRIBE for channel %s", ch->name);
-    for (sub = ch->subs; sub; sub = next) {
+    snprintf(msg, sizeof(msg), "Redis did not accept SUBSCRIBE for channel %s", ch->name);
+    while (ch->nsubs) {
+        struct pf_sub *sub = ch->subs;
         int last = ch->nsubs == 1;
-        next = sub->ch_next;
-        if (!sub->waiting)
-            continue;
         pf_conn_error(sub->conn, "subscribe_failed", msg);
         pf_sub_remove(sub); /* completes its request's ack once nothing else is waiting */
         if (last)
@@ -658,7 +656,7 @@ static int pf_shard_callback(struct lws *wsi, enum lws_callback_reasons reason, 
 
     switch (reason) {
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        return pf_http_filter_ws(wsi);
+        return pf_http_filter_ws(wsi, s->cfg->allowed_origins);
     case LWS_CALLBACK_ESTABLISHED:
         memset(c, 0, sizeof(*c));
         c->wsi = wsi;
