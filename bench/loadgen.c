@@ -9,7 +9,8 @@
  *
  * Prints a status line every second on stderr and a JSON summary at the end (stdout and --out).
  * SIGUSR1 writes a snapshot summary to --out (or stdout) and then resets the per-phase counters
- * (frames, messages, bytes, latency), so a runner can cut one long connection run into phases.
+ * (frames, messages, bytes, latency), so a runner can cut one long connection run into phases;
+ * SIGUSR2 writes the same snapshot without resetting anything (a peek).
  * SIGINT / SIGTERM end the run early with the final summary.
  */
 #ifndef _GNU_SOURCE
@@ -172,7 +173,8 @@ static void lg_usage(FILE *f)
             "  --duration S         run for S seconds, then print the summary (default 30)\n"
             "  --out FILE           also write the JSON summary (and SIGUSR1 snapshots) to FILE\n"
             "  --quiet              no per-second status line\n"
-            "Signals: SIGUSR1 writes a snapshot and resets frames/messages/latency;\n"
+            "Signals: SIGUSR1 writes a snapshot to --out and resets frames/messages/latency;\n"
+            "SIGUSR2 writes a snapshot without resetting;\n"
             "SIGINT/SIGTERM stop early and print the summary.\n",
             LG_MAX_CONNS);
 }
@@ -272,6 +274,7 @@ static int lg_setup(struct lg *g)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     sigprocmask(SIG_BLOCK, &set, NULL);
     g->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     g->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -711,12 +714,14 @@ static void lg_on_signal(struct lg *g)
     struct signalfd_siginfo si;
 
     while (read(g->sigfd, &si, sizeof(si)) == sizeof(si)) {
-        if (si.ssi_signo != SIGUSR1) {
+        if (si.ssi_signo != SIGUSR1 && si.ssi_signo != SIGUSR2) {
             g->stop = 1;
             continue;
         }
         g->snapshot_no++;
         lg_report(g, 0);
+        if (si.ssi_signo == SIGUSR2)
+            continue;
         memset(&g->ph, 0, sizeof(g->ph));
         g->ph.t_start = lg_mono();
         g->last_msgs = g->last_frames = 0;

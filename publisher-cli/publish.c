@@ -53,6 +53,12 @@ static int pf_cli_args(struct pf_cli *cli, int argc, char **argv)
         pf_error("expected CHANNEL [MESSAGE] (see --help)");
         return PF_EXIT_USAGE;
     }
+    /* "push-publish --redis URL serve" would otherwise read stdin into channel "serve". */
+    if (strcmp(argv[optind], "serve") == 0 && strcmp(argv[optind - 1], "--") != 0) {
+        pf_error("serve must come first (push-publish serve [options]); to publish to a "
+                 "channel named serve, write -- before it");
+        return PF_EXIT_USAGE;
+    }
     cli->channel = argv[optind];
     cli->message = argc - optind == 2 ? argv[optind + 1] : NULL;
     return PF_EXIT_OK;

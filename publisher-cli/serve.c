@@ -160,6 +160,7 @@ static void pf_serve_announce(const struct pf_server *s)
     int port = s->opts.listen_port;
     const char *v6 = strchr(s->opts.listen_host, ':') ? "[" : "";
 
+    memset(&ss, 0, sizeof(ss));
     if (getsockname(evhttp_bound_socket_get_fd(s->sock), (struct sockaddr *)&ss, &sl) == 0)
         port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                               : ((struct sockaddr_in *)&ss)->sin_port);

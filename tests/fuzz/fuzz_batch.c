@@ -5,8 +5,8 @@
  * (0x81), unmasked, length in the shortest encoding and equal to what follows; payload is valid
  * JSON (pf_json_valid) and valid UTF-8; it is {"channel":"<chan>","messages":[...]} with exactly
  * one top-level item per message, in order, each item the message byte for byte when it is valid
- * JSON and otherwise a JSON string decoding to the message (invalid UTF-8 as U+FFFD); nmsg and
- * refs are right; the batch is empty and reusable afterwards. */
+ * JSON (that stays valid inside the frame) and otherwise a JSON string decoding to the message
+ * (invalid UTF-8 as U+FFFD); nmsg and refs are right; the batch is empty and reusable afterwards. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +22,8 @@ static const char *const channels[] = {
     "news",
     "a",
     "user:42/feed@eu-1.prod_x",
-    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", /* 128: the longest */
+    ("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+     "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"), /* 128: the longest */
 };
 
 struct msg {
@@ -67,15 +67,29 @@ static const unsigned char *check_header(const struct pf_frame *f, size_t *plen)
 static void check_item(struct pf_json_cur *c, const struct msg *m)
 {
     const unsigned char *start = c->p;
-    size_t cap = 3 * m->len + 1, got_len = 0, want_len;
+    size_t cap = 3 * m->len + 4, got_len = 0, want_len; /* 4: see fuzz_json.c */
     unsigned char *got, *want;
     struct pf_json_cur s;
     enum pf_json_err e;
+    int raw_fits = (size_t)(c->end - c->p) >= m->len && !memcmp(c->p, m->p, m->len);
 
     if (pf_json_valid(m->p, m->len)) {
-        PF_FUZZ_ASSERT((size_t)(c->end - c->p) >= m->len && !memcmp(c->p, m->p, m->len));
-        c->p += m->len;
-        return;
+        /* Valid JSON goes in byte for byte - at least when it is still valid two levels down,
+         * inside {"messages":[ ]}. A value only valid at the top (63-64 levels deep) may go
+         * either way; check_frame() then decides whether the frame as a whole is valid. */
+        unsigned char *wrapped = malloc(m->len + 4);
+        int deep_ok;
+        PF_FUZZ_ASSERT(wrapped);
+        memcpy(wrapped, "[[", 2);
+        memcpy(wrapped + 2, m->p, m->len);
+        memcpy(wrapped + 2 + m->len, "]]", 2);
+        deep_ok = pf_json_valid(wrapped, m->len + 4);
+        free(wrapped);
+        PF_FUZZ_ASSERT(raw_fits || !deep_ok);
+        if (raw_fits) { /* a string item starts with '"', a too-deep value never does */
+            c->p += m->len;
+            return;
+        }
     }
     PF_FUZZ_ASSERT(c->p < c->end && *c->p == '"');
     got = malloc(cap);

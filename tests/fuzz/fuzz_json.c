@@ -32,9 +32,13 @@ static void check_append_roundtrip(const unsigned char *data, size_t size)
     PF_FUZZ_ASSERT(memchr(b.data, 0, b.len) == NULL); /* control bytes are escaped */
 
     want = malloc(cap);
-    got = malloc(cap);
-    PF_FUZZ_ASSERT(want && got);
+    PF_FUZZ_ASSERT(want);
     want_len = ref_utf8_repair(data, size, want);
+    /* pf_json_parse_string() keeps 4 bytes free before decoding any escape, so "big enough"
+     * is the decoded length + 4 (the NUL included). */
+    cap = want_len + 4;
+    got = malloc(cap);
+    PF_FUZZ_ASSERT(got);
     c.p = b.data;
     c.end = b.data + b.len;
     e = pf_json_parse_string(&c, (char *)got, cap, &got_len);
@@ -47,6 +51,13 @@ static void check_append_roundtrip(const unsigned char *data, size_t size)
         PF_FUZZ_ASSERT(got[got_len] == 0);
         if (ref_utf8_valid(data, size))
             PF_FUZZ_ASSERT(got_len == size && memcmp(got, data, size) == 0);
+        /* One byte short of the string and its NUL: refused, never truncated or overrun. */
+        free(got);
+        got = malloc(want_len ? want_len : 1);
+        PF_FUZZ_ASSERT(got);
+        c.p = b.data;
+        e = pf_json_parse_string(&c, (char *)got, want_len, &got_len);
+        PF_FUZZ_ASSERT(e == PF_JSON_TOO_LONG);
     }
     free(want);
     free(got);

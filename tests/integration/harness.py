@@ -356,8 +356,22 @@ class GatewayTestCase(_unittest.TestCase):
             p.close_all()
         for c in self._clients:
             c.abort()
+        problems = []
         for g in self._gateways:
-            g.stop(signal.SIGKILL)
+            before = len(problems)
+            if not g.alive() and not getattr(g, "stopped_by_test", False):
+                problems.append("push-gateway (pid %d) died during the test, exit %r" % (
+                    g.pid, g.proc.p.returncode))
+            if g.alive():
+                g.stop(signal.SIGTERM, timeout=5.0)  # lets ASan/LSan builds report at exit
+            bad = [l for l in g.proc.lines if "ERROR: AddressSanitizer" in l
+                   or "ERROR: LeakSanitizer" in l or "runtime error:" in l]
+            if bad:
+                problems.append("sanitizer report from push-gateway (pid %d): %s" % (g.pid, bad[:3]))
+            if len(problems) > before:
+                problems.append("its stderr (last 30 lines):\n" + "\n".join(g.proc.lines[-30:]))
+        if problems:
+            self.fail("\n".join(problems))
 
     def start_gateway(self, *args, **kw):
         g = GatewayProc(self.redis, *args, **kw)

@@ -94,6 +94,52 @@ class OpsTest(harness.GatewayTestCase):
         self.assertEqual(sorted(self.redis.call("PUBSUB", "CHANNELS")), [],
                          "a Redis SUBSCRIBE was sent for an invalid channel")
 
+    def test_subscribing_twice_delivers_once(self):
+        c = self.ws(self.gw, "/ws?channels=twice")
+        self.assertEqual(c.recv_json(5), {"op": "subscribed", "channels": ["twice"]})
+        self.subscribe(c, ["twice"])            # again via the op
+        self.assertEqual(self.numsub("twice"), 1)
+        self.assertEqual(self.publish("twice", "once"), 1)
+        self.assertEqual(c.recv_message(5), (OP_TEXT, batch_bytes("twice", [b'"once"'])))
+        self.assertEqual(c.expect_silence(0.5), [])
+        # one unsubscribe is enough to stop it
+        self.unsubscribe(c, ["twice"])
+        self.assertEqual(self.wait_numsub("twice", 0), 0)
+
+    def test_unsubscribe_from_a_channel_never_joined(self):
+        c = self.ws(self.gw, "/ws?channels=joined")
+        self.assertEqual(c.recv_json(5), {"op": "subscribed", "channels": ["joined"]})
+        self.unsubscribe(c, ["never-joined"])
+        self.assertEqual(self.numsub("joined"), 1)
+        self.assertEqual(self.publish("joined", "still"), 1)
+        self.assertEqual(c.recv_message(5), (OP_TEXT, batch_bytes("joined", [b'"still"'])))
+
+    def test_many_channels_in_one_request_one_ack_in_order(self):
+        c = self.ws(self.gw)
+        chans = ["bulk-%03d" % i for i in range(200, 0, -1)]
+        self.subscribe(c, chans, timeout=10)
+        self.assertEqual(c.expect_silence(0.3), [])
+        self.assertEqual(self.numsub(chans[0]), 1)
+        self.assertEqual(self.numsub(chans[-1]), 1)
+        self.assertEqual(self.publish(chans[123], "x"), 1)
+        self.assertEqual(c.recv_message(5), (OP_TEXT, batch_bytes(chans[123], [b'"x"'])))
+
+    def test_too_many_channels(self):
+        gw = self.start_gateway("--merge-ms", 50, "--max-channels-per-conn", 3)
+        c = self.ws(gw)
+        self.subscribe(c, ["t1", "t2"])
+        self.assert_error(c, "too_many_channels", '{"op":"subscribe","channels":["t3","t4"]}')
+        self.assertEqual(self.numsub("t3"), 0)
+        self.assertEqual(self.numsub("t4"), 0)
+        self.subscribe(c, ["t3"])
+        self.assert_error(c, "too_many_channels", '{"op":"subscribe","channels":["t4"]}')
+        self.assertEqual(self.numsub("t4"), 0)
+        # leaving one makes room again
+        self.unsubscribe(c, ["t1"])
+        self.subscribe(c, ["t4"])
+        self.assertEqual(self.publish("t4", "in"), 1)
+        self.assertEqual(c.recv_message(5), (OP_TEXT, batch_bytes("t4", [b'"in"'])))
+
     def test_error_codes_for_bad_requests(self):
         c = self.ws(self.gw)
         self.assert_error(c, "bad_json", "this is not json")
@@ -233,6 +279,23 @@ class HttpEndpointsTest(harness.GatewayTestCase):
         while gw.metric("pushfabric_connections") != 2 and time.time() < deadline:
             time.sleep(0.05)
         self.assertEqual(gw.metric("pushfabric_connections"), 2)
+
+    def test_upgrade_to_another_path_is_refused_with_http_error(self):
+        # RFC 6455 §4.2.2: a requested service that is not available gets an HTTP error
+        # (such as 404), not a silent TCP close
+        gw = self.start_gateway()
+        for path in ("/nope", "/ws/", "/wsx", "/"):
+            try:
+                c, resp = wsclient.WSClient.try_connect(gw.host, gw.port, path)
+            except WSClosed:
+                c = resp = None
+            if resp is None:
+                self.fail("upgrade request to %s: connection closed without an HTTP response" % path)
+            self.assertIsNone(c, "upgraded a WebSocket at %s" % path)
+            self.assertGreaterEqual(resp.status, 400, (path, resp))
+            self.assertLess(resp.status, 500, (path, resp))
+        # and /ws itself still upgrades
+        self.ws(gw).close()
 
     def test_plain_http_to_ws_is_not_upgraded(self):
         gw = self.start_gateway()

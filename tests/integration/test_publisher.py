@@ -35,8 +35,12 @@ def clean_env(**extra):
 
 def run_cli(args, stdin=b"", env=None, timeout=15):
     """Runs push-publish to completion; subprocess.run kills it if it overruns."""
-    return subprocess.run([PUBLISH] + args, input=stdin, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, env=env or clean_env(), timeout=timeout)
+    r = subprocess.run([PUBLISH] + args, input=stdin, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, env=env or clean_env(), timeout=timeout)
+    err = r.stderr.decode("utf-8", "replace")
+    for mark in SANITIZER_MARKS:
+        assert mark not in err, err
+    return r
 
 
 class Subscriber:
@@ -211,6 +215,15 @@ class CliTests(PublisherTestCase):
             r = run_cli(args)
             self.assertEqual((r.returncode, r.stdout), (2, b""), args)
             self.assertIn("error: ", r.stderr.decode())
+
+    def test_serve_after_options_is_refused_but_channel_serve_works(self):
+        r = run_cli(["--redis", self.redis.url, "serve"])
+        self.assertEqual((r.returncode, r.stdout), (2, b""))
+        self.assertIn("serve must come first", r.stderr.decode())
+        sub = self.subscribe("serve")
+        r = run_cli(["--redis", self.redis.url, "--", "serve", "m"])
+        self.assertEqual((r.returncode, r.stdout), (0, b"1\n"))
+        self.assertEqual(sub.next(), (b"push:serve", b"m"))
 
     def test_password_protected_redis(self):
         pw = RedisServer(password="s3cr:et")
@@ -563,6 +576,22 @@ class HttpLimitTests(HttpTestCase):
         st, _, data = self.req("POST", "/publish/p", b"authed")
         self.assertEqual((st, data), (200, b'{"receivers":1}'))
         self.assertEqual(sub.next(), (b"push:p", b"authed"))
+
+    def test_unix_socket_redis(self):
+        ux = RedisServer(unixsocket=True)
+        self.extra_redis.append(ux)
+        self.start_server(redis_url="unix://%s" % ux.unix)
+        sub = self.subscribe("u", redis=ux)
+        st, _, data = self.req("POST", "/publish/u", b"via unix")
+        self.assertEqual((st, data), (200, b'{"receivers":1}'))
+        self.assertEqual(sub.next(), (b"push:u", b"via unix"))
+
+    def test_prefix_flag(self):
+        self.start_server("--prefix", "other:")
+        sub = self.subscribe("c", prefix="other:")
+        st, _, data = self.req("POST", "/publish", b'[{"channel":"c","data":[1]}]')
+        self.assertEqual((st, data), (200, b'{"results":[{"channel":"c","receivers":1}]}'))
+        self.assertEqual(sub.next(), (b"other:c", b"[1]"))
 
     def test_wrong_password_is_logged_once_and_503(self):
         pw = RedisServer(password="right")
