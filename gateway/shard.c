@@ -720,7 +720,7 @@ static int pf_listen_callback(struct lws *wsi, enum lws_callback_reasons reason,
 static const struct lws_protocols pf_protocols[] = {
     /* A small receive buffer keeps idle connections cheap; client ops are short and longer
      * messages arrive in pieces that pf_conn_receive() joins. */
-    {"pushfabric", pf_shard_callback, sizeof(struct pf_conn), 512, 0, NULL, 0},
+    {"pushfabric", pf_shard_callback, sizeof(struct pf_conn), 128, 0, NULL, 0},
     {"pf-listen", pf_listen_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 

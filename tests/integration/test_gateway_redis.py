@@ -92,6 +92,69 @@ class SubscriptionLifecycleTest(harness.GatewayTestCase):
         self.assertEqual(c.recv_message(5), (OP_TEXT, batch_bytes("pfx", [b'"right"'])))
 
 
+class SubscriptionRaceTest(harness.GatewayTestCase):
+
+    def test_leave_and_rejoin_back_to_back_never_loses_the_subscription(self):
+        # the last subscriber leaves (UNSUBSCRIBE goes out) and another joins before Redis
+        # answered: the new ack must still mean "subscribed in Redis"
+        gw = self.start_gateway("--merge-ms", 0)
+        a, b = self.ws(gw), self.ws(gw)
+        self.subscribe(a, ["churn"])
+        holder, other = a, b
+        for rnd in range(200):
+            holder.send_json({"op": "unsubscribe", "channels": ["churn"]})
+            other.send_json({"op": "subscribe", "channels": ["churn"]})
+            self.assertEqual(holder.recv_json(5), {"op": "unsubscribed", "channels": ["churn"]})
+            self.assertEqual(other.recv_json(5), {"op": "subscribed", "channels": ["churn"]}, rnd)
+            self.assertEqual(self.publish("churn", "r%d" % rnd), 1, "round %d" % rnd)
+            self.assertEqual(other.recv_message(5),
+                             (OP_TEXT, batch_bytes("churn", [b'"r%d"' % rnd])), rnd)
+            holder, other = other, holder
+        self.assertEqual(self.numsub("churn"), 1)
+        self.assertEqual(a.expect_silence(0.2) + b.expect_silence(0.2), [])
+        self.unsubscribe(holder, ["churn"])
+        self.assertEqual(self.wait_numsub("churn", 0), 0)
+
+    def test_concurrent_first_subscribers_each_ack_means_subscribed(self):
+        # many connections (spread over both shards) ask for the same fresh channel at once;
+        # whichever ack comes first, a publish right after it reaches that connection
+        gw = self.start_gateway("--merge-ms", 0, "--threads", 2)
+        pool = self.pool()
+        pool.connect(10, gw.host, gw.port, "/ws")
+        for rnd in range(30):
+            chan = "race-%d" % rnd
+            pool.send_json_all({"op": "subscribe", "channels": [chan]})
+            self.assertTrue(pool.wait_until(lambda p: any(p.messages), 5), rnd)
+            first = [i for i, m in enumerate(pool.messages) if m]
+            self.assertEqual(self.publish(chan, "first-%d" % rnd), 1, rnd)
+            want = batch_bytes(chan, [b'"first-%d"' % rnd])
+            for i in first:
+                self.assertEqual(pool.pop_json(i), {"op": "subscribed", "channels": [chan]})
+            self.assertTrue(pool.wait_until(lambda p: all(
+                len(p.messages[i]) >= 1 for i in first), 5), rnd)
+            for i in first:
+                self.assertEqual(pool.messages[i].pop(0), (OP_TEXT, want), (rnd, i))
+            # everyone else gets its ack (and maybe the message, if subscribed in time)
+            self.assertTrue(pool.wait_until(lambda p: all(
+                any(json.loads(d).get("op") == "subscribed" for _, d in p.messages[i])
+                for i in range(len(p)) if i not in first), 5), rnd)
+            for i in range(len(pool)):
+                if i in first:
+                    continue
+                msgs = [d for _, d in pool.messages[i]]
+                acks = [d for d in msgs if json.loads(d).get("op") == "subscribed"]
+                self.assertEqual([json.loads(d) for d in acks],
+                                 [{"op": "subscribed", "channels": [chan]}], (rnd, i, msgs))
+                # published while its subscribe was in flight: delivered at most once
+                self.assertIn([d for d in msgs if d not in acks], ([], [want]), (rnd, i, msgs))
+                pool.messages[i] = []
+            pool.send_json_all({"op": "unsubscribe", "channels": [chan]})
+            self.assertTrue(pool.wait_each(1, 5))
+            for i in range(len(pool)):
+                self.assertEqual(pool.pop_json(i), {"op": "unsubscribed", "channels": [chan]})
+            self.assertEqual(self.wait_numsub(chan, 0), 0)
+
+
 class RedisRestartTest(harness.GatewayTestCase):
 
     def test_redis_killed_and_restarted_clients_stay_and_receive(self):
