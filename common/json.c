@@ -177,11 +177,14 @@ static enum pf_json_err pf_json_string(struct pf_json_cur *c, unsigned char *out
             if (e != PF_JSON_OK)
                 return e;
             if (out) {
+                unsigned char enc[4];
+                size_t n = pf_utf8_put(cp, enc);
                 if (cp == 0)
                     return PF_JSON_NUL;
-                if (o + 4 >= cap)
+                if (o + n >= cap)
                     return PF_JSON_TOO_LONG;
-                o += pf_utf8_put(cp, out + o);
+                memcpy(out + o, enc, n);
+                o += n;
             }
             continue;
         }
@@ -311,11 +314,13 @@ static enum pf_json_err pf_json_value(struct pf_json_cur *c, int depth)
 
 enum pf_json_err pf_json_skip_value(struct pf_json_cur *c) { return pf_json_value(c, 0); }
 
-int pf_json_valid(const unsigned char *p, size_t len)
+int pf_json_valid(const unsigned char *p, size_t len) { return pf_json_valid_at(p, len, 0); }
+
+int pf_json_valid_at(const unsigned char *p, size_t len, int depth)
 {
     struct pf_json_cur c = {p, p + len};
 
-    if (pf_json_value(&c, 0) != PF_JSON_OK)
+    if (depth < 0 || depth > PF_JSON_MAX_DEPTH || pf_json_value(&c, depth) != PF_JSON_OK)
         return 0;
     pf_json_skip_ws(&c);
     return c.p == c.end;

@@ -16,6 +16,10 @@
 /* 1 when [p, p+len) is exactly one JSON value (whitespace around allowed) in valid UTF-8. */
 int pf_json_valid(const unsigned char *p, size_t len);
 
+/* The same, for a value that will sit `depth` levels deep inside another JSON text, so that the
+ * whole text stays within PF_JSON_MAX_DEPTH. */
+int pf_json_valid_at(const unsigned char *p, size_t len, int depth);
+
 /* 1 when [p, p+len) is valid UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF). */
 int pf_utf8_valid(const unsigned char *p, size_t len);
 

@@ -39,7 +39,9 @@ int pf_batch_add(struct pf_batch *b, const char *chan, size_t chan_len, const un
     mark = b->buf.len;
     if (b->count)
         pf_buf_append_byte(&b->buf, ',');
-    if (pf_json_valid(msg, len))
+    /* Depth 2: the message sits inside {"messages":[...]}, and the frame as a whole must stay
+     * within the nesting bound every consumer of ours enforces. */
+    if (pf_json_valid_at(msg, len, 2))
         pf_buf_append(&b->buf, msg, len);
     else
         pf_json_append_string(&b->buf, msg, len);

@@ -147,6 +147,8 @@ int pf_op_parse(struct pf_op *op, const unsigned char *msg, size_t len, size_t m
     int seen_channels = 0;
 
     op->type = 0;
+    op->nchannels = 0;
+    pf_buf_reset(&op->names);
     op->err_code = NULL;
     op->err_msg[0] = 0;
     if (!pf_json_valid(msg, len))
@@ -175,10 +177,11 @@ int pf_op_parse(struct pf_op *op, const unsigned char *msg, size_t len, size_t m
 
 const char *pf_op_next_name(const struct pf_op *op, const char *p)
 {
-    const char *end = (const char *)op->names.data + op->names.len;
+    const char *end;
 
     if (!op->names.data || op->names.len == 0)
         return NULL;
+    end = (const char *)op->names.data + op->names.len;
     if (!p)
         return (const char *)op->names.data;
     p += strlen(p) + 1;

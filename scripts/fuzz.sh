@@ -39,13 +39,13 @@ mkdir -p "$build"
 CC=clang cmake -S "$root" -B "$build" -DPF_FUZZ=ON -DPF_SANITIZE=ON \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build/fuzz-configure.log" 2>&1 ||
     { cat "$build/fuzz-configure.log" >&2; exit 2; }
-# shellcheck disable=SC2046 # one word per target
-cmake --build "$build" -j2 --target $(printf 'fuzz_%s ' $targets) >"$build/fuzz-build.log" 2>&1 ||
+read -r -a names <<<"$targets"
+cmake --build "$build" -j2 --target "${names[@]/#/fuzz_}" >"$build/fuzz-build.log" 2>&1 ||
     { tail -40 "$build/fuzz-build.log" >&2; exit 2; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pf-fuzz.XXXXXX")
 failed=0
-for t in $targets; do
+for t in "${names[@]}"; do
     bin=$build/tests/fuzz/fuzz_$t
     dir=$work/$t
     mkdir -p "$dir/corpus" "$dir/artifacts"

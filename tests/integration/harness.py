@@ -290,9 +290,13 @@ class GatewayProc:
         self.argv = [GATEWAY, "--listen", "%s:%d" % (host, self.port), "--redis", url] + [
             str(a) for a in args]
         self.proc = Proc(self.argv)
-        self.proc.wait_line("listening on", timeout)
-        if wait_redis:
-            self.proc.wait_line("redis link up", timeout)
+        try:
+            self.proc.wait_line("listening on", timeout)
+            if wait_redis:
+                self.proc.wait_line("redis link up", timeout)
+        except BaseException:
+            self.proc.stop(signal.SIGKILL)  # never leave a half-started gateway behind
+            raise
 
     @property
     def pid(self):
@@ -428,3 +432,97 @@ class GatewayTestCase(_unittest.TestCase):
     def unsubscribe(self, c, channels, timeout=5.0):
         c.send_json({"op": "unsubscribe", "channels": list(channels)})
         return self.expect_json(c, {"op": "unsubscribed", "channels": list(channels)}, timeout)
+
+
+class DelayProxy:
+    """A TCP proxy on a free loopback port that forwards to target_port, holding every chunk
+    for `up` seconds client→server and `down` seconds server→client (order kept). Used to
+    put latency on the gateway↔Redis link, so an ack sent before Redis confirmed is caught.
+    cut() drops every open connection (a link failure without killing Redis)."""
+
+    def __init__(self, target_port, up=0.0, down=0.0, target_host="127.0.0.1"):
+        import queue as _queue
+        self._queue = _queue
+        self.target = (target_host, target_port)
+        self.up, self.down = up, down
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.socks = []
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            try:
+                s = socket.create_connection(self.target, timeout=5)
+                s.settimeout(None)
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.socks += [c, s]
+            for a, b, d in ((c, s, lambda: self.up), (s, c, lambda: self.down)):
+                q = self._queue.Queue()
+                threading.Thread(target=self._read, args=(a, q, d), daemon=True).start()
+                threading.Thread(target=self._write, args=(b, q), daemon=True).start()
+
+    def _read(self, a, q, delay):
+        while True:
+            try:
+                data = a.recv(65536)
+            except OSError:
+                data = b""
+            q.put((time.time() + delay(), data))
+            if not data:
+                return
+
+    def _write(self, b, q):
+        while True:
+            due, data = q.get()
+            left = due - time.time()
+            if left > 0:
+                time.sleep(left)
+            if not data:
+                try:
+                    b.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                return
+            try:
+                b.sendall(data)
+            except OSError:
+                return
+
+    def cut(self):
+        with self.lock:
+            socks, self.socks = self.socks, []
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        self.closed = True
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)  # wakes the accept() thread
+        except OSError:
+            pass
+        try:
+            self.lsock.close()
+        except OSError:
+            pass
+        self.cut()

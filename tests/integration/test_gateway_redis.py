@@ -138,21 +138,122 @@ class SubscriptionRaceTest(harness.GatewayTestCase):
             self.assertTrue(pool.wait_until(lambda p: all(
                 any(json.loads(d).get("op") == "subscribed" for _, d in p.messages[i])
                 for i in range(len(p)) if i not in first), 5), rnd)
+            # now everyone is acked, so everyone gets this one: it marks the end of the round
+            self.assertEqual(self.publish(chan, "sync-%d" % rnd), 1, rnd)
+            sync = batch_bytes(chan, [b'"sync-%d"' % rnd])
+            self.assertTrue(pool.wait_until(lambda p: all(
+                any(d == sync for _, d in p.messages[i]) for i in range(len(p))), 5), rnd)
             for i in range(len(pool)):
-                if i in first:
-                    continue
                 msgs = [d for _, d in pool.messages[i]]
                 acks = [d for d in msgs if json.loads(d).get("op") == "subscribed"]
-                self.assertEqual([json.loads(d) for d in acks],
-                                 [{"op": "subscribed", "channels": [chan]}], (rnd, i, msgs))
-                # published while its subscribe was in flight: delivered at most once
-                self.assertIn([d for d in msgs if d not in acks], ([], [want]), (rnd, i, msgs))
+                if i in first:
+                    self.assertEqual(msgs, [sync], (rnd, i))
+                else:
+                    self.assertEqual([json.loads(d) for d in acks],
+                                     [{"op": "subscribed", "channels": [chan]}], (rnd, i, msgs))
+                    # published while its subscribe was in flight: delivered at most once
+                    self.assertIn([d for d in msgs if d not in acks], ([sync], [want, sync]),
+                                  (rnd, i, msgs))
                 pool.messages[i] = []
             pool.send_json_all({"op": "unsubscribe", "channels": [chan]})
             self.assertTrue(pool.wait_each(1, 5))
             for i in range(len(pool)):
                 self.assertEqual(pool.pop_json(i), {"op": "unsubscribed", "channels": [chan]})
             self.assertEqual(self.wait_numsub(chan, 0), 0)
+
+
+class SlowRedisLinkTest(harness.GatewayTestCase):
+    """The gateway reaches Redis through a proxy that delays gateway→Redis bytes by 300 ms.
+    An ack sent before Redis confirmed the SUBSCRIBE is then caught with certainty: the test's
+    PUBLISH (direct to Redis) would arrive before the SUBSCRIBE and reach nobody."""
+
+    DELAY = 0.3
+
+    def setUp(self):
+        super().setUp()
+        self.proxy = harness.DelayProxy(self.redis.port, up=self.DELAY)
+        self.addCleanup(self.proxy.close)
+
+    def test_ack_means_subscribed_in_redis_op_and_url_forms(self):
+        gw = self._gateway("--merge-ms", 0)
+        c = self.ws(gw)
+        for i in range(8):
+            chan = "slow-op-%d" % i
+            t0 = time.time()
+            self.subscribe(c, [chan])
+            self.assertGreaterEqual(time.time() - t0, self.DELAY * 0.9, "ack came before Redis could answer")
+            self.assertEqual(self.publish(chan, "m%d" % i), 1, chan)
+            self.assertEqual(c.recv_message(5), (OP_TEXT, batch_bytes(chan, [b'"m%d"' % i])))
+        for i in range(8):
+            chan = "slow-url-%d" % i
+            u = self.ws(gw, "/ws?channels=" + chan)
+            self.assertEqual(u.recv_json(5), {"op": "subscribed", "channels": [chan]})
+            self.assertEqual(self.publish(chan, "u%d" % i), 1, chan)
+            self.assertEqual(u.recv_message(5), (OP_TEXT, batch_bytes(chan, [b'"u%d"' % i])))
+
+    def test_second_subscriber_while_subscribe_in_flight_waits_for_confirmation(self):
+        gw = self._gateway("--merge-ms", 0, "--threads", 2)
+        pool = self.pool()
+        pool.connect(6, gw.host, gw.port, "/ws")
+        for rnd in range(5):
+            chan = "inflight-%d" % rnd
+            pool.clients[0].send_json({"op": "subscribe", "channels": [chan]})
+            time.sleep(self.DELAY / 3)  # the SUBSCRIBE is now on its way to Redis
+            for c in pool.clients[1:]:
+                c.send_json({"op": "subscribe", "channels": [chan]})
+            # whichever ack arrives first, Redis must already have the subscription
+            self.assertTrue(pool.wait_until(lambda p: any(p.messages), 5), rnd)
+            self.assertEqual(self.publish(chan, "x%d" % rnd), 1, "round %d: ack before Redis confirmed" % rnd)
+            want = batch_bytes(chan, [b'"x%d"' % rnd])
+            self.assertTrue(pool.wait_each(2, 5), (rnd, pool.messages))
+            for i in range(len(pool)):
+                self.assertEqual([json.loads(d) for _, d in pool.messages[i]],
+                                 [{"op": "subscribed", "channels": [chan]}, json.loads(want)], (rnd, i))
+                pool.messages[i] = []
+        self.assertEqual(self.numsub("inflight-0"), 1)
+
+    def test_leave_and_rejoin_while_unsubscribe_in_flight(self):
+        gw = self._gateway("--merge-ms", 0)
+        a, b = self.ws(gw), self.ws(gw)
+        self.subscribe(a, ["flip"])
+        holder, other = a, b
+        for rnd in range(10):
+            holder.send_json({"op": "unsubscribe", "channels": ["flip"]})
+            self.assertEqual(holder.recv_json(5), {"op": "unsubscribed", "channels": ["flip"]})
+            other.send_json({"op": "subscribe", "channels": ["flip"]})
+            self.assertEqual(other.recv_json(5), {"op": "subscribed", "channels": ["flip"]}, rnd)
+            self.assertEqual(self.publish("flip", "f%d" % rnd), 1, "round %d" % rnd)
+            self.assertEqual(other.recv_message(5), (OP_TEXT, batch_bytes("flip", [b'"f%d"' % rnd])))
+            holder, other = other, holder
+        time.sleep(self.DELAY * 3)  # let every in-flight command land
+        self.assertEqual(self.numsub("flip"), 1)
+        self.assertEqual(self.publish("flip", "end"), 1)
+        self.assertEqual(holder.recv_message(5), (OP_TEXT, batch_bytes("flip", [b'"end"'])))
+        self.assertEqual(other.expect_silence(0.3), [])
+
+    def test_link_cut_resubscribes_exactly_once(self):
+        gw = self._gateway("--merge-ms", 0)
+        c = self.ws(gw, "/ws?channels=cut1,cut2")
+        self.assertEqual(c.recv_json(5), {"op": "subscribed", "channels": ["cut1", "cut2"]})
+        for n in range(3):
+            up_idx = len(gw.proc.lines)
+            self.proxy.cut()
+            i, _ = gw.wait_line("redis link down", timeout=10, start=up_idx)
+            gw.wait_line("redis link up", timeout=15, start=i + 1)
+            for ch in ("cut1", "cut2"):
+                self.assertEqual(self.wait_numsub(ch, 1, timeout=5), 1, (n, ch))
+            self.assertEqual(self.publish("cut1", "after-cut-%d" % n), 1)
+            self.assertEqual(c.recv_message(5),
+                             (OP_TEXT, batch_bytes("cut1", [b'"after-cut-%d"' % n])))
+        time.sleep(self.DELAY * 3)
+        self.assertEqual(self.numsub("cut1"), 1)
+        self.assertEqual(self.numsub("cut2"), 1)
+        self.assertEqual(self.redis.call("PUBSUB", "NUMPAT"), 0)
+
+    def _gateway(self, *args):
+        g = harness.GatewayProc(self.proxy.url, *args)
+        self._gateways.append(g)
+        return g
 
 
 class RedisRestartTest(harness.GatewayTestCase):

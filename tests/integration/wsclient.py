@@ -190,6 +190,39 @@ def parse_frame(buf, max_payload=1 << 30):
     return Frame(b0 & 0x0F, bool(b0 & 0x80), payload, (b0 >> 4) & 7, masked, raw), pos + n
 
 
+VALID_CLOSE_CODES = set(range(1000, 1004)) | set(range(1007, 1012)) | set(range(3000, 5000))
+
+
+def server_frame_problem(f):
+    """What is wrong with a frame received from a server (RFC 6455 §5), or None."""
+    if f.masked:
+        return "masked frame from a server (§5.1)"
+    if f.rsv:
+        return "RSV bits set without a negotiated extension (§5.2)"
+    if f.opcode not in (OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG):
+        return "reserved opcode %d (§5.2)" % f.opcode
+    if f.opcode & 0x8:
+        if not f.fin:
+            return "fragmented control frame (§5.5)"
+        if len(f.payload) > 125:
+            return "control frame payload over 125 bytes (§5.5)"
+    if f.opcode == OP_CLOSE and f.payload:
+        if len(f.payload) == 1:
+            return "close payload of 1 byte (§5.5.1)"
+        code = struct.unpack("!H", f.payload[:2])[0]
+        if code not in VALID_CLOSE_CODES:
+            return "close code %d may not be sent (§7.4)" % code
+        try:
+            f.payload[2:].decode("utf-8")
+        except UnicodeDecodeError:
+            return "close reason is not UTF-8 (§5.5.1)"
+    raw = f.raw
+    n = raw[1] & 0x7F if len(raw) > 1 else 0
+    if n == 126 and len(f.payload) < 126 or n == 127 and len(f.payload) < 65536:
+        return "non-minimal payload length encoding (§5.2)"
+    return None
+
+
 # ---------------------------------------------------------------------------------------
 # HTTP
 
@@ -317,6 +350,8 @@ class WSClient:
 
     auto_pong: answer every PING frame with a PONG carrying the same payload (on by default).
     auto_close_reply: answer a close frame with a close frame echoing its code (on by default).
+    strict: raise WSError on any frame a server must never send (masked, RSV bits, reserved
+    opcode, bad control frame, invalid close code/reason, non-minimal length); on by default.
     Every PING seen is appended to .pings (payloads), every PONG to .pongs.
     """
 
@@ -338,6 +373,7 @@ class WSClient:
         self._frag_op = None
         self._frag = []
         self.bytes_in = 0
+        self.strict = True  # raise WSError on a frame no RFC 6455 server may send
 
     # -- opening -----------------------------------------------------------------------
 
@@ -495,6 +531,10 @@ class WSClient:
         return f
 
     def _on_frame(self, f):
+        if self.strict:
+            problem = server_frame_problem(f)
+            if problem:
+                raise WSError("protocol violation by the server: %s: %r" % (problem, f))
         if f.opcode == OP_PING:
             self.pings.append(f.payload)
             if self.auto_pong and not self.eof:

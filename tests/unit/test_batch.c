@@ -4,6 +4,7 @@
 
 #include "batch.h"
 #include "frame.h"
+#include "json.h"
 #include "pf_test.h"
 
 static void add(struct pf_batch *b, const char *msg, size_t len)
@@ -86,6 +87,28 @@ int main(void)
     }
     pf_frame_release(f);
     free(big);
+
+    /* Nesting: 62 levels are embedded as JSON, 63 become a string, so the frame stays within
+     * the 64 levels that pf_json_valid accepts. */
+    {
+        char deep[130];
+        int k;
+        for (k = 0; k < 62; k++)
+            deep[k] = '[', deep[124 - 1 - k] = ']';
+        add(&b, deep, 124);
+        f = pf_batch_finish(&b);
+        PF_CHECK(f->len == 4 + 32 + 124);
+        PF_CHECK(pf_frame_bytes(f)[4 + 30] == '[');
+        PF_CHECK(pf_json_valid(pf_frame_bytes(f) + 4, f->len - 4));
+        pf_frame_release(f);
+        for (k = 0; k < 63; k++)
+            deep[k] = '[', deep[126 - 1 - k] = ']';
+        add(&b, deep, 126);
+        f = pf_batch_finish(&b);
+        PF_CHECK(pf_frame_bytes(f)[4 + 30] == '"'); /* escaped as a string */
+        PF_CHECK(pf_json_valid(pf_frame_bytes(f) + 4, f->len - 4));
+        pf_frame_release(f);
+    }
 
     /* Reference counting: shared by three readers, freed by the last (ASan checks the free). */
     f = pf_frame_text("{\"op\":\"pong\"}", 13);
