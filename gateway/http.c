@@ -79,7 +79,8 @@ static int pf_http_reply(struct lws *wsi, unsigned int status, const char *type,
     copy = malloc(LWS_PRE + len + 1);
     if (!copy)
         return 1;
-    memcpy(copy + LWS_PRE, body, len);
+    if (len)
+        memcpy(copy + LWS_PRE, body, len);
     n = lws_write(wsi, copy + LWS_PRE, len, LWS_WRITE_HTTP_FINAL);
     free(copy);
     if (n < (int)len)
@@ -184,7 +185,7 @@ int pf_http_serve(struct lws *wsi, struct pf_shard *s, const char *uri)
         "This is the pushfabric WebSocket endpoint: connect with a WebSocket client, e.g.\n"
         "  new WebSocket(\"ws://\" + location.host + \"/ws?channels=news\")\n"
         "See docs/PROTOCOL.md.\n";
-    static const char not_found[] = "not found: try / (demo page), /ws (WebSocket), /metrics\n";
+    static const char not_found[] = "not found: try / (demo page), /ws (WebSocket), /metrics, /healthz, /readyz\n";
     static const char ok[] = "ok\n";
 
     if (!strcmp(uri, "/") || !strcmp(uri, "/index.html"))
@@ -193,6 +194,20 @@ int pf_http_serve(struct lws *wsi, struct pf_shard *s, const char *uri)
     if (!strcmp(uri, "/ws"))
         return pf_http_reply(wsi, 426, "text/plain; charset=utf-8", (const unsigned char *)ws_hint,
                              sizeof(ws_hint) - 1, 1);
+    if (!strcmp(uri, "/favicon.ico"))
+        return pf_http_reply(wsi, HTTP_STATUS_NO_CONTENT, "image/x-icon", NULL, 0, 0);
+    if (!strcmp(uri, "/readyz")) {
+        /* Ready = the Redis link is up and this gateway is not draining: a load balancer
+         * should send new connections elsewhere otherwise. */
+        static const char down[] = "not ready: redis link down\n", draining[] = "not ready: draining\n";
+        if (__atomic_load_n(&s->draining, __ATOMIC_RELAXED))
+            return pf_http_reply(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "text/plain",
+                                 (const unsigned char *)draining, sizeof(draining) - 1, 0);
+        if (!__atomic_load_n(&s->link->stats.up, __ATOMIC_RELAXED))
+            return pf_http_reply(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "text/plain",
+                                 (const unsigned char *)down, sizeof(down) - 1, 0);
+        return pf_http_reply(wsi, HTTP_STATUS_OK, "text/plain", (const unsigned char *)ok, 3, 0);
+    }
     if (!strcmp(uri, "/healthz"))
         return pf_http_reply(wsi, HTTP_STATUS_OK, "text/plain", (const unsigned char *)ok, 3, 0);
     if (!strcmp(uri, "/metrics")) {
