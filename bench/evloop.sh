@@ -32,11 +32,15 @@ CLK_TCK="$(getconf CLK_TCK)"
 for b in "$GATEWAY" "$LOADGEN" "$PUBLOAD"; do
   [ -x "$b" ] || { echo "evloop: $b not built (see bench/README.md)" >&2; exit 2; }
 done
+GATEWAY="$(realpath "$GATEWAY")" LOADGEN="$(realpath "$LOADGEN")" PUBLOAD="$(realpath "$PUBLOAD")"
+OUT="$(realpath -m "$OUT")"
 command -v redis-server >/dev/null || { echo "evloop: redis-server missing" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "evloop: python3 missing" >&2; exit 2; }
 
 WORK="$(mktemp -d /tmp/pf-evloop.XXXXXX)"
 PIDS=()
+NOTES=""
+cd "$WORK"
 
 cleanup() {
   local p
@@ -54,10 +58,23 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# Kills the given PIDs (ours) and drops them from PIDS.
+# SIGTERMs the given PIDs (ours), SIGKILLs what is still alive 5 s later (noted in the report),
+# and drops them from PIDS.
 stop_pids() {
-  local p keep=() q
+  local p keep=() q i
   for p in "$@"; do kill "$p" 2>/dev/null || true; done
+  for ((i = 0; i < 50; i++)); do
+    q=0
+    for p in "$@"; do alive "$p" && q=1; done
+    [ "$q" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "$@"; do
+    if alive "$p"; then
+      NOTES+="- $(tr '\0' ' ' <"/proc/$p/cmdline" | cut -c1-120): still running 5 s after SIGTERM, killed (SIGKILL)\n"
+      kill -9 "$p" 2>/dev/null || true
+    fi
+  done
   for p in "$@"; do wait "$p" 2>/dev/null || true; done
   for q in "${PIDS[@]}"; do
     case " $* " in *" $q "*) ;; *) keep+=("$q") ;; esac
@@ -138,7 +155,6 @@ EOF
 # One configuration: fills IDLE_ROWS / BCAST_ROWS.
 IDLE_ROWS=""
 BCAST_ROWS=""
-NOTES=""
 run_config() {
   local lib="$1" thr="$2" rport gport rpid gpid i per rss0 rss1 m tag
   tag="$lib/$thr"
@@ -179,7 +195,7 @@ run_config() {
   rss1="$(rss_kib "$gpid" || echo 0)"
   lg_snap USR2
   read -r -a m <<<"$(lg_merge)"
-  IDLE_ROWS+="| $lib | $thr | ${m[0]} / $((per * LOADGENS)) | ${m[6]} | ${m[7]} | $rss0 | $rss1 | $(awk -v a="$rss0" -v b="$rss1" -v n="${m[0]}" 'BEGIN{printf "%.2f", n ? (b-a)/n : 0}') | ${m[8]} |\n"
+  IDLE_ROWS+="| $lib | $thr | ${m[0]} / $((per * LOADGENS)) | ${m[6]} | ${m[7]} | $rss0 | $rss1 | $(awk -v a="$rss0" -v b="$rss1" -v n="${m[0]}" 'BEGIN{printf "%.2f", (n ? (b-a)/n : 0)}') | ${m[8]} |\n"
   log "$tag idle: subscribed ${m[0]}, ${m[6]} conn/s, RSS $rss0 -> $rss1 KiB"
 
   local rate cpu0 cpu1 t0 t1 prev ppid sent last k dsec exp
@@ -211,7 +227,7 @@ run_config() {
     lg_snap USR1
     read -r -a m <<<"$(lg_merge)"
     dsec="$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')"
-    BCAST_ROWS+="| $lib | $thr | $rate | $sent | ${m[1]} / $exp | $(awk -v n="${m[1]}" -v d="$dsec" 'BEGIN{printf "%.0f", d>0 ? n/d : 0}') | $dsec | $(awk -v c0="$cpu0" -v c1="$cpu1" -v t="$CLK_TCK" -v n="${m[1]}" 'BEGIN{printf "%.2f", n ? (c1-c0)/t/(n/1e6) : 0}') | $(awk -v c0="$cpu0" -v c1="$cpu1" -v t="$CLK_TCK" -v d="$dsec" 'BEGIN{printf "%.0f", d>0 ? (c1-c0)/t/d*100 : 0}')% | ${m[2]} | ${m[3]} | ${m[5]} | ${m[9]} |\n"
+    BCAST_ROWS+="| $lib | $thr | $rate | $sent | ${m[1]} / $exp | $(awk -v n="${m[1]}" -v d="$dsec" 'BEGIN{printf "%.0f", (d > 0 ? n/d : 0)}') | $dsec | $(awk -v c0="$cpu0" -v c1="$cpu1" -v t="$CLK_TCK" -v n="${m[1]}" 'BEGIN{printf "%.2f", (n ? (c1-c0)/t/(n/1e6) : 0)}') | $(awk -v c0="$cpu0" -v c1="$cpu1" -v t="$CLK_TCK" -v d="$dsec" 'BEGIN{printf "%.0f", (d > 0 ? (c1-c0)/t/d*100 : 0)}')% | ${m[2]} | ${m[3]} | ${m[5]} | ${m[9]} |\n"
     log "$tag $rate msgs/s: delivered ${m[1]} / $exp in ${dsec}s, p50 ${m[2]} ms p99 ${m[3]} ms"
   done
   alive "$gpid" || NOTES+="- $tag: gateway died during broadcast: $(tail -n 3 "$WORK/gw-$lib-$thr.log" | tr '\n' ' ')\n"
