@@ -43,10 +43,7 @@ NOTES=""
 cd "$WORK"
 
 cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  PIDS=()
+  [ "${#PIDS[@]}" -gt 0 ] && stop_pids "${PIDS[@]}"
   if [ "$KEEP" = 1 ]; then echo "evloop: logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -71,7 +68,7 @@ stop_pids() {
   done
   for p in "$@"; do
     if alive "$p"; then
-      NOTES+="- $(tr '\0' ' ' <"/proc/$p/cmdline" | cut -c1-120): still running 5 s after SIGTERM, killed (SIGKILL)\n"
+      NOTES+="- $(tr '\0' ' ' <"/proc/$p/cmdline" | sed -E 's|^[^ ]*/||; s/ --(listen|redis|port) [^ ]*//g' | cut -c1-100): still running 5 s after SIGTERM, killed (SIGKILL)\n"
       kill -9 "$p" 2>/dev/null || true
     fi
   done
@@ -92,8 +89,21 @@ wait_tcp() { # host port timeout_s
 }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-alive() { kill -0 "$1" 2>/dev/null; }
+cpu_ticks() { # utime+stime in clock ticks, 0 once gone
+  local v
+  v="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}')"
+  echo "${v:-0}"
+}
+lg_cpu() { # utime+stime ticks of all loadgens
+  local p s=0
+  for p in "${LG_PIDS[@]}"; do s=$((s + $(cpu_ticks "$p"))); done
+  echo "$s"
+}
+alive() { # running and not a zombie
+  local st
+  st="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)"
+  [ -n "$st" ] && [ "$st" != Z ]
+}
 
 # Snapshot of every loadgen: sig USR2 peeks, USR1 also resets the phase counters.
 # Waits until each --out file carries the new snapshot number.
@@ -198,11 +208,12 @@ run_config() {
   IDLE_ROWS+="| $lib | $thr | ${m[0]} / $((per * LOADGENS)) | ${m[6]} | ${m[7]} | $rss0 | $rss1 | $(awk -v a="$rss0" -v b="$rss1" -v n="${m[0]}" 'BEGIN{printf "%.2f", (n ? (b-a)/n : 0)}') | ${m[8]} |\n"
   log "$tag idle: subscribed ${m[0]}, ${m[6]} conn/s, RSS $rss0 -> $rss1 KiB"
 
-  local rate cpu0 cpu1 t0 t1 prev ppid sent last k dsec exp
+  local rate cpu0 cpu1 t0 t1 prev ppid sent last k dsec exp lcpu0 lcpu1
   for rate in $RATES; do
     alive "$gpid" || break
     lg_snap USR1 # reset phase counters
     cpu0="$(cpu_ticks "$gpid")"
+    lcpu0="$(lg_cpu)"
     t0="$(date +%s.%N)"
     "$PUBLOAD" --redis-port "$rport" --rate "$rate" --duration "$PUB_SECS" --quiet >"$WORK/pub.json" &
     ppid=$!
@@ -223,11 +234,12 @@ run_config() {
       sleep 0.2
     done
     t1="$last"
-    cpu1="$(cpu_ticks "$gpid" || echo "$cpu0")"
+    cpu1="$(cpu_ticks "$gpid")"
+    lcpu1="$(lg_cpu)"
     lg_snap USR1
     read -r -a m <<<"$(lg_merge)"
     dsec="$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')"
-    BCAST_ROWS+="| $lib | $thr | $rate | $sent | ${m[1]} / $exp | $(awk -v n="${m[1]}" -v d="$dsec" 'BEGIN{printf "%.0f", (d > 0 ? n/d : 0)}') | $dsec | $(awk -v c0="$cpu0" -v c1="$cpu1" -v t="$CLK_TCK" -v n="${m[1]}" 'BEGIN{printf "%.2f", (n ? (c1-c0)/t/(n/1e6) : 0)}') | $(awk -v c0="$cpu0" -v c1="$cpu1" -v t="$CLK_TCK" -v d="$dsec" 'BEGIN{printf "%.0f", (d > 0 ? (c1-c0)/t/d*100 : 0)}')% | ${m[2]} | ${m[3]} | ${m[5]} | ${m[9]} |\n"
+    BCAST_ROWS+="| $lib | $thr | $rate | $sent | ${m[1]} / $exp | $(awk -v n="${m[1]}" -v d="$dsec" 'BEGIN{printf "%.0f", (d > 0 ? n/d : 0)}') | $dsec | $(awk -v c0="$cpu0" -v c1="$cpu1" -v t="$CLK_TCK" -v n="${m[1]}" 'BEGIN{printf "%.2f", (n ? (c1-c0)/t/(n/1e6) : 0)}') | $(awk -v c0="$cpu0" -v c1="$cpu1" -v t="$CLK_TCK" -v d="$dsec" 'BEGIN{printf "%.0f", (d > 0 ? (c1-c0)/t/d*100 : 0)}')% | $(awk -v c0="$lcpu0" -v c1="$lcpu1" -v t="$CLK_TCK" -v d="$dsec" 'BEGIN{printf "%.0f", (d > 0 ? (c1-c0)/t/d*100 : 0)}')% | ${m[2]} | ${m[3]} | ${m[5]} | ${m[9]} |\n"
     log "$tag $rate msgs/s: delivered ${m[1]} / $exp in ${dsec}s, p50 ${m[2]} ms p99 ${m[3]} ms"
   done
   alive "$gpid" || NOTES+="- $tag: gateway died during broadcast: $(tail -n 3 "$WORK/gw-$lib-$thr.log" | tr '\n' ' ')\n"
@@ -262,10 +274,11 @@ main() {
     echo "## (b, c) Broadcast to all of them, one frame per message"
     echo
     echo "delivered/s = messages received by all loadgens / (first publish .. last delivery)."
-    echo "CPU = gateway utime+stime over the same span (its share of one core in the next column)."
+    echo "CPU = gateway utime+stime over the same span; CPU % = share of one core over the span"
+    echo "(200 % = both cores); loadgens CPU = all loadgen processes together."
     echo
-    echo "| loop | threads | msgs/s published | sent | delivered / expected | delivered/s | span (s) | gateway CPU s / M delivered | gateway CPU | p50 ms | p99 ms | max ms | closes |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| loop | threads | msgs/s published | sent | delivered / expected | delivered/s | span (s) | gateway CPU s / M delivered | gateway CPU | loadgens CPU | p50 ms | p99 ms | max ms | closes |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     printf "%b" "$BCAST_ROWS"
     echo
     echo "## Notes"

@@ -132,10 +132,11 @@ static void pf_serve_on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     s->draining = 1;
-    pf_info("signal %d: no longer accepting; finishing %u request(s) in flight", (int)sig,
-            s->api.flight.open);
+    /* Close the listener before saying so: whoever reads the log may connect right away. */
     evhttp_del_accept_socket(s->http, s->sock);
     s->sock = NULL;
+    pf_info("signal %d: no longer accepting; finishing %u request(s) in flight", (int)sig,
+            s->api.flight.open);
     evtimer_add(s->drain_ev, &tv);
     pf_flight_drain(&s->api.flight, pf_serve_exit, s);
 }
