@@ -250,7 +250,7 @@ static enum pf_json_err pf_json_literal(struct pf_json_cur *c, const char *word)
 {
     size_t n = strlen(word);
 
-    if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n))
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0)
         return PF_JSON_SYNTAX;
     c->p += n;
     return PF_JSON_OK;

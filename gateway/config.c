@@ -176,7 +176,7 @@ static int pf_config_apply(struct pf_config *c, int opt, const char *arg)
         return 0;
     case OPT_DRAIN_MS: return pf_parse_int("--drain-ms", arg, 0, 600000, &c->drain_ms);
     case OPT_EVENT_LIB:
-        if (strcmp(arg, "poll") && strcmp(arg, "libev") && strcmp(arg, "libuv")) {
+        if (strcmp(arg, "poll") != 0 && strcmp(arg, "libev") != 0 && strcmp(arg, "libuv") != 0) {
             fprintf(stderr, "push-gateway: --event-lib must be poll, libev or libuv\n");
             return -1;
         }

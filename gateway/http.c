@@ -40,7 +40,7 @@ int pf_http_filter_ws(struct lws *wsi, const char *allowed_origins)
 {
     char uri[64], origin[256], host[256];
 
-    if (lws_hdr_copy(wsi, uri, (int)sizeof(uri), WSI_TOKEN_GET_URI) < 0 || strcmp(uri, "/ws")) {
+    if (lws_hdr_copy(wsi, uri, (int)sizeof(uri), WSI_TOKEN_GET_URI) < 0 || strcmp(uri, "/ws") != 0) {
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "WebSocket endpoint is /ws");
         return 1;
     }

@@ -30,7 +30,7 @@ static int pf_op_bad_channel(struct pf_op *op, const char *name, size_t len, con
 
     for (i = 0; i < len && o + 4 < sizeof(shown); i++) {
         unsigned char c = (unsigned char)name[i];
-        shown[o++] = (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ? (char)c : '?';
+        shown[o++] = (char)((c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ? c : '?');
     }
     if (i < len)
         shown[o++] = '.', shown[o++] = '.', shown[o++] = '.';

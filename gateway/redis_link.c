@@ -433,7 +433,7 @@ static void pf_link_schedule_retry(struct pf_link *l)
 {
     /* Exponential backoff with +-25% jitter so a fleet of gateways does not reconnect in step. */
     int ms = l->retry_ms + (int)((unsigned)rand() % (unsigned)(l->retry_ms / 2 + 1)) - l->retry_ms / 4;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    struct timeval tv = {ms / 1000, (suseconds_t)(ms % 1000) * 1000};
 
     evtimer_add(l->retry_ev, &tv);
     l->retry_ms = l->retry_ms * 2 > 5000 ? 5000 : l->retry_ms * 2;

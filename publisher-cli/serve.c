@@ -124,7 +124,7 @@ static void pf_serve_on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 static void pf_serve_on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct pf_server *s = arg;
-    struct timeval tv = {PF_DRAIN_MS / 1000, (PF_DRAIN_MS % 1000) * 1000};
+    struct timeval tv = {PF_DRAIN_MS / 1000, (suseconds_t)(PF_DRAIN_MS % 1000) * 1000};
 
     if (s->draining) {
         pf_warn("signal %d again: exiting without waiting", (int)sig);

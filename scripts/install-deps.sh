@@ -9,6 +9,7 @@ PACKAGES=(
   redis-server redis-tools
   python3 curl
   clang libclang-rt-14-dev   # sanitizers and libFuzzer for the test suite
+  clang-tidy cppcheck        # static checks in the test suite
 )
 
 missing=()

@@ -2,7 +2,8 @@
 # Runs every test: installs dependencies, then
 #   1. a -Werror build and the whole ctest suite (unit + integration on real Redis and sockets),
 #   2. the same suite again under AddressSanitizer + UndefinedBehaviorSanitizer (clang),
-#   3. each libFuzzer harness for a bounded time (PF_FUZZ_SECONDS, default 15).
+#   3. cppcheck and clang-tidy (scripts/lint.sh),
+#   4. each libFuzzer harness for a bounded time (PF_FUZZ_SECONDS, default 15).
 # PF_TEST_QUICK=1 runs step 1 only.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -26,6 +27,9 @@ CC=clang cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPF_WERROR=ON -DPF_S
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure --timeout 600)
+
+step "static checks (cppcheck, clang-tidy)"
+scripts/lint.sh
 
 if [ -x scripts/fuzz.sh ]; then
   step "fuzzers"
