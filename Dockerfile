@@ -14,7 +14,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
-      libwebsockets-dev libhiredis-dev libevent-dev libcjson-dev \
+      libhiredis-dev libevent-dev \
       python3-minimal \
  && rm -rf /var/lib/apt/lists/*
 
@@ -32,7 +32,7 @@ FROM debian:bookworm-slim AS runtime
 # Only the shared libraries the two binaries link against (Debian 12 package names).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libwebsockets17 libhiredis0.14 libevent-2.1-7 libevent-pthreads-2.1-7 libcjson1 \
+      libhiredis0.14 libevent-2.1-7 libevent-pthreads-2.1-7 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 pushfabric \
  && useradd --system --uid 10001 --gid pushfabric --no-create-home \

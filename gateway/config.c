@@ -39,8 +39,7 @@ static void pf_config_usage(FILE *out)
             "  --drain-ms N               on SIGTERM/SIGINT: stop accepting, send the current\n"
             "                             window's batches, close clients with 1001, exit within\n"
             "                             N ms (default 5000)\n"
-            "  --event-lib NAME           shard event loop: poll (lws default), libev or libuv\n"
-            "                             (default poll; see docs/BENCHMARKS.md)\n"
+
             "  --log-level LEVEL          debug, info, warn or error (default info)\n"
             "  --help, --version\n");
 }
@@ -126,13 +125,12 @@ static void pf_config_defaults(struct pf_config *c)
     c->ping_timeout = 10;
     c->drain_ms = 5000;
     c->log_level = PF_LOG_INFO;
-    snprintf(c->event_lib, sizeof(c->event_lib), "poll");
 }
 
 enum {
     OPT_LISTEN = 256, OPT_REDIS, OPT_PREFIX, OPT_MERGE_MS, OPT_MERGE_MAX, OPT_THREADS,
     OPT_MAX_PENDING, OPT_MAX_MSG, OPT_MAX_CHANS, OPT_PING_INTERVAL, OPT_PING_TIMEOUT,
-    OPT_LOG_LEVEL, OPT_EVENT_LIB, OPT_DRAIN_MS, OPT_ORIGINS, OPT_HELP, OPT_VERSION
+    OPT_LOG_LEVEL, OPT_DRAIN_MS, OPT_ORIGINS, OPT_HELP, OPT_VERSION
 };
 
 static int pf_config_apply(struct pf_config *c, int opt, const char *arg)
@@ -175,13 +173,6 @@ static int pf_config_apply(struct pf_config *c, int opt, const char *arg)
         snprintf(c->allowed_origins, sizeof(c->allowed_origins), "%s", arg);
         return 0;
     case OPT_DRAIN_MS: return pf_parse_int("--drain-ms", arg, 0, 600000, &c->drain_ms);
-    case OPT_EVENT_LIB:
-        if (strcmp(arg, "poll") != 0 && strcmp(arg, "libev") != 0 && strcmp(arg, "libuv") != 0) {
-            fprintf(stderr, "push-gateway: --event-lib must be poll, libev or libuv\n");
-            return -1;
-        }
-        snprintf(c->event_lib, sizeof(c->event_lib), "%s", arg);
-        return 0;
     }
     return -1;
 }
@@ -201,7 +192,6 @@ int pf_config_parse(struct pf_config *c, int argc, char **argv)
         {"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
         {"ping-timeout", required_argument, NULL, OPT_PING_TIMEOUT},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-        {"event-lib", required_argument, NULL, OPT_EVENT_LIB},
         {"drain-ms", required_argument, NULL, OPT_DRAIN_MS},
         {"allowed-origins", required_argument, NULL, OPT_ORIGINS},
         {"help", no_argument, NULL, OPT_HELP},
@@ -238,10 +228,5 @@ int pf_config_parse(struct pf_config *c, int argc, char **argv)
         return -1;
     }
     c->prefix_len = strlen(c->prefix);
-    if (!strcmp(c->event_lib, "libev") && c->threads > 1) {
-        /* lws' libev glue watches SIGINT on every loop, and libev allows one loop per signal. */
-        fprintf(stderr, "push-gateway: --event-lib libev works with --threads 1 only\n");
-        return -1;
-    }
     return 0;
 }

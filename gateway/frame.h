@@ -29,6 +29,10 @@ struct pf_frame *pf_frame_from_buf(struct pf_buf *b, uint32_t nmsg);
 
 /* Copies a short text payload (acks, errors) into a new frame with refs = 1. */
 struct pf_frame *pf_frame_text(const char *text, size_t len);
+/* A control frame (close, ping, pong) with the given payload (at most 125 bytes). */
+struct pf_frame *pf_frame_control(int opcode, const void *payload, size_t len);
+/* Bytes sent as they are (an HTTP response), refs = 1. */
+struct pf_frame *pf_frame_raw(const void *bytes, size_t len);
 
 static inline const unsigned char *pf_frame_bytes(const struct pf_frame *f) { return f->mem + f->off; }
 

@@ -1,5 +1,5 @@
-/* http.c - see http.h. Bodies are small and written in one lws_write; lws buffers whatever the
- * socket does not take at once. */
+/* http.c - see http.h. Every response is one immutable buffer queued like any frame; the
+ * connection closes once it is written. */
 #include "http.h"
 
 #include <stdio.h>
@@ -36,56 +36,45 @@ int pf_http_origin_allowed(const char *origin, const char *host, const char *all
     return oh && host[0] && !strcasecmp(oh + 3, host);
 }
 
-int pf_http_filter_ws(struct lws *wsi, const char *allowed_origins)
+static const char *pf_http_reason(int status)
 {
-    char uri[64], origin[256], host[256];
-
-    if (lws_hdr_copy(wsi, uri, (int)sizeof(uri), WSI_TOKEN_GET_URI) < 0 || strcmp(uri, "/ws") != 0) {
-        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "WebSocket endpoint is /ws");
-        return 1;
+    switch (status) {
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 426: return "Upgrade Required";
+    case 431: return "Request Header Fields Too Large";
+    case 503: return "Service Unavailable";
     }
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) <= 0)
-        return 0; /* not a browser: Origin is a browser's claim, others need no check */
-    if (lws_hdr_copy(wsi, origin, (int)sizeof(origin), WSI_TOKEN_ORIGIN) < 0 ||
-        lws_hdr_copy(wsi, host, (int)sizeof(host), WSI_TOKEN_HOST) < 0 ||
-        !pf_http_origin_allowed(origin, host, allowed_origins)) {
-        lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN,
-                               "Origin not allowed (see --allowed-origins)");
-        return 1;
-    }
-    return 0;
+    return "Error";
 }
 
-static int pf_http_reply(struct lws *wsi, unsigned int status, const char *type,
-                         const unsigned char *body, size_t len, int upgrade_hint)
+static struct pf_frame *pf_http_reply(int status, const char *type, const void *body, size_t len,
+                                      const char *extra_headers)
 {
-    unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr);
-    unsigned char *copy;
-    int n;
+    struct pf_buf b;
+    char head[512];
+    struct pf_frame *f = NULL;
 
-    if (lws_add_http_common_headers(wsi, status, type, (lws_filepos_t)len, &p, end))
-        return 1;
-    if (upgrade_hint && (lws_add_http_header_by_name(wsi, (const unsigned char *)"upgrade:",
-                                                     (const unsigned char *)"websocket", 9, &p, end) ||
-                         lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
-                                                     (const unsigned char *)"Upgrade", 7, &p, end)))
-        return 1;
-    if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
-                                    (const unsigned char *)"no-store", 8, &p, end))
-        return 1;
-    if (lws_finalize_write_http_header(wsi, start, &p, end))
-        return 1;
-    /* lws_write wants writable memory with LWS_PRE bytes of headroom. */
-    copy = malloc(LWS_PRE + len + 1);
-    if (!copy)
-        return 1;
-    if (len)
-        memcpy(copy + LWS_PRE, body, len);
-    n = lws_write(wsi, copy + LWS_PRE, len, LWS_WRITE_HTTP_FINAL);
-    free(copy);
-    if (n < (int)len)
-        return 1;
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
+    snprintf(head, sizeof(head),
+             "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+             "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
+             status, pf_http_reason(status), type, len, extra_headers ? extra_headers : "");
+    pf_buf_init(&b);
+    pf_buf_append_str(&b, head);
+    pf_buf_append(&b, body, len);
+    if (pf_buf_ok(&b))
+        f = pf_frame_raw(b.data, b.len);
+    pf_buf_free(&b);
+    return f;
+}
+
+struct pf_frame *pf_http_error(int status, const char *text, const char *extra_headers)
+{
+    return pf_http_reply(status, "text/plain; charset=utf-8", text, strlen(text), extra_headers);
 }
 
 static uint64_t pf_load(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
@@ -138,6 +127,9 @@ static void pf_metrics_render(const struct pf_shard *s, struct pf_buf *b)
          offsetof(struct pf_shard_stats, slow_closed)},
         {"pushfabric_client_errors_total", "counter", "Error replies sent to clients.",
          offsetof(struct pf_shard_stats, client_errors)},
+        {"pushfabric_silent_peers_closed_total", "counter",
+         "Connections closed after --ping-interval + --ping-timeout without a byte from the peer.",
+         offsetof(struct pf_shard_stats, silent_closed)},
     };
     const struct pf_link_stats *ls = &s->link->stats;
     char labels[32];
@@ -179,48 +171,44 @@ static void pf_metrics_render(const struct pf_shard *s, struct pf_buf *b)
                     (uint64_t)__atomic_load_n(&ls->up, __ATOMIC_RELAXED));
 }
 
-int pf_http_serve(struct lws *wsi, struct pf_shard *s, const char *uri)
+struct pf_frame *pf_http_route(struct pf_shard *s, const struct pf_http_req *req)
 {
     static const char ws_hint[] =
         "This is the pushfabric WebSocket endpoint: connect with a WebSocket client, e.g.\n"
         "  new WebSocket(\"ws://\" + location.host + \"/ws?channels=news\")\n"
         "See docs/PROTOCOL.md.\n";
-    static const char not_found[] = "not found: try / (demo page), /ws (WebSocket), /metrics, /healthz, /readyz\n";
-    static const char ok[] = "ok\n";
+    static const char not_found[] =
+        "not found: try / (demo page), /ws (WebSocket), /metrics, /healthz, /readyz\n";
+    const char *uri = req->path;
 
-    if (!strcmp(uri, "/") || !strcmp(uri, "/index.html"))
-        return pf_http_reply(wsi, HTTP_STATUS_OK, "text/html; charset=utf-8", pf_page_html,
-                             pf_page_html_len, 0);
     if (!strcmp(uri, "/ws"))
-        return pf_http_reply(wsi, 426, "text/plain; charset=utf-8", (const unsigned char *)ws_hint,
-                             sizeof(ws_hint) - 1, 1);
+        return pf_http_error(426, ws_hint, "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
+    if (strcmp(req->method, "GET") != 0)
+        return pf_http_error(405, "only GET is served here\n", "Allow: GET\r\n");
+    if (!strcmp(uri, "/") || !strcmp(uri, "/index.html"))
+        return pf_http_reply(200, "text/html; charset=utf-8", pf_page_html, pf_page_html_len, NULL);
     if (!strcmp(uri, "/favicon.ico"))
-        return pf_http_reply(wsi, HTTP_STATUS_NO_CONTENT, "image/x-icon", NULL, 0, 0);
+        return pf_http_reply(204, "image/x-icon", NULL, 0, NULL);
+    if (!strcmp(uri, "/healthz"))
+        return pf_http_error(200, "ok\n", NULL);
     if (!strcmp(uri, "/readyz")) {
         /* Ready = the Redis link is up and this gateway is not draining: a load balancer
          * should send new connections elsewhere otherwise. */
-        static const char down[] = "not ready: redis link down\n", draining[] = "not ready: draining\n";
-        if (__atomic_load_n(&s->draining, __ATOMIC_RELAXED))
-            return pf_http_reply(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "text/plain",
-                                 (const unsigned char *)draining, sizeof(draining) - 1, 0);
+        if (s->draining)
+            return pf_http_error(503, "not ready: draining\n", NULL);
         if (!__atomic_load_n(&s->link->stats.up, __ATOMIC_RELAXED))
-            return pf_http_reply(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "text/plain",
-                                 (const unsigned char *)down, sizeof(down) - 1, 0);
-        return pf_http_reply(wsi, HTTP_STATUS_OK, "text/plain", (const unsigned char *)ok, 3, 0);
+            return pf_http_error(503, "not ready: redis link down\n", NULL);
+        return pf_http_error(200, "ok\n", NULL);
     }
-    if (!strcmp(uri, "/healthz"))
-        return pf_http_reply(wsi, HTTP_STATUS_OK, "text/plain", (const unsigned char *)ok, 3, 0);
     if (!strcmp(uri, "/metrics")) {
         struct pf_buf b;
-        int rc;
+        struct pf_frame *f = NULL;
         pf_buf_init(&b);
         pf_metrics_render(s, &b);
-        rc = pf_buf_ok(&b) ? pf_http_reply(wsi, HTTP_STATUS_OK, "text/plain; version=0.0.4",
-                                           b.data, b.len, 0)
-                           : 1;
+        if (pf_buf_ok(&b))
+            f = pf_http_reply(200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL);
         pf_buf_free(&b);
-        return rc;
+        return f;
     }
-    return pf_http_reply(wsi, HTTP_STATUS_NOT_FOUND, "text/plain", (const unsigned char *)not_found,
-                         sizeof(not_found) - 1, 0);
+    return pf_http_error(404, not_found, NULL);
 }

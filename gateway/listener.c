@@ -7,6 +7,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -67,28 +68,24 @@ static void pf_listener_shed(struct pf_listener *l)
     l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-void pf_listener_accept(struct pf_listener *l, struct lws_vhost *vh)
+int pf_listener_accept(struct pf_listener *l)
 {
-    int i, one = 1;
+    int one = 1, fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-    /* A bounded burst keeps an accept storm from starving the shard's existing connections. */
-    for (i = 0; i < 64; i++) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE)
-                pf_listener_shed(l);
-            return;
-        }
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (!lws_adopt_socket_vhost(vh, fd))
-            close(fd);
+    if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE)
+            pf_listener_shed(l);
+        return -1;
     }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
 }
 
 void pf_listener_close(struct pf_listener *l)
 {
     if (l->spare_fd >= 0)
         close(l->spare_fd);
-    l->spare_fd = -1;
-    /* The listen fd itself is closed by lws, which adopted it. */
+    if (l->fd >= 0)
+        close(l->fd);
+    l->spare_fd = l->fd = -1;
 }

@@ -178,9 +178,9 @@ int main(int argc, char **argv)
     }
     pf_redis_url_describe(&gw.cfg.redis, redis_desc, sizeof(redis_desc));
     pf_info("push-gateway %s listening on %s:%d (ws path /ws), redis %s, prefix \"%s\", "
-            "%d threads (%s loop), merge window %d ms, capacity %llu connections (RLIMIT_NOFILE %llu)",
+            "%d threads, merge window %d ms, capacity %llu connections (RLIMIT_NOFILE %llu)",
             PF_VERSION, gw.cfg.listen_host[0] ? gw.cfg.listen_host : "0.0.0.0",
-            gw.cfg.listen_port, redis_desc, gw.cfg.prefix, gw.cfg.threads, gw.cfg.event_lib, gw.cfg.merge_ms,
+            gw.cfg.listen_port, redis_desc, gw.cfg.prefix, gw.cfg.threads, gw.cfg.merge_ms,
             (unsigned long long)(nofile > 64 ? nofile - 64 : 0), (unsigned long long)nofile);
     event_base_dispatch(gw.base);
     pf_gateway_stop(&gw);

@@ -1,16 +1,27 @@
 /* shard.c - see shard.h.
  *
+ * Each shard runs its own epoll loop: its SO_REUSEPORT listener, an eventfd that the Redis link
+ * rings when it hands over messages, and the connections it accepted. The WebSocket protocol is
+ * ours (ws.c), so every check RFC 6455 asks of a server is made and an idle connection costs a
+ * small struct and no buffers.
+ *
  * A connection's pending output is a FIFO of nodes pointing at shared frames; nodes come from a
  * per-shard free list, so the broadcast path allocates nothing once warm and never encodes per
- * connection. A subscription waits for Redis' confirmation (a CONFIRMED message carrying the seq
- * of this shard's latest WANT for the channel - stale confirmations from before a churn are
- * ignored) before its request is acknowledged; batches reach it only after that ack. */
+ * connection. Connections that got output are written once per loop turn with writev(). A
+ * subscription waits for Redis' confirmation (a CONFIRMED message carrying the seq of this
+ * shard's latest WANT for the channel - stale confirmations from before a churn are ignored)
+ * before its request is acknowledged; batches reach it only after that ack. */
 #include "shard.h"
 
-#include <libwebsockets.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http.h"
@@ -18,6 +29,7 @@
 #include "log.h"
 #include "op.h"
 #include "redis_link.h"
+#include "ws.h"
 
 struct pf_qnode {
     struct pf_qnode *next;
@@ -43,7 +55,7 @@ struct pf_ack {
 };
 
 struct pf_sub {
-    struct pf_sub *ch_prev, *ch_next; /* in the channel's list */
+    struct pf_sub *ch_prev, *ch_next;     /* in the channel's list */
     struct pf_sub *conn_prev, *conn_next; /* in the connection's list */
     struct pf_schan *ch;
     struct pf_conn *conn;
@@ -51,23 +63,41 @@ struct pf_sub {
     uint8_t waiting;    /* channel not confirmed yet */
 };
 
+enum pf_conn_state { PF_CS_HTTP = 0, PF_CS_WS };
+
 struct pf_conn {
-    struct lws *wsi;
-    struct pf_shard *shard;
-    struct pf_conn *prev, *next; /* the shard's connections, for draining */
-    struct pf_qnode *qhead, *qtail;
+    int fd;
+    uint8_t state;
+    uint8_t closing;    /* a close frame or final response is queued: nothing else goes out */
+    uint8_t want_out;   /* EPOLLOUT is registered */
+    uint8_t dirty;      /* on the shard's list of connections to write */
+    uint8_t ping_sent;
+    uint8_t in_message; /* a fragmented text message is being received */
+    uint8_t dead;
+    uint32_t utf8;      /* UTF-8 state of the text message being received */
+    uint32_t last_rx;   /* shard clock (s) of the last bytes received */
+    uint32_t deadline;  /* shard clock (s) by which a closing connection is dropped; 0 = none */
+    uint32_t qoff;      /* bytes of the head frame already written */
     size_t qbytes;
+    struct pf_shard *shard;
+    struct pf_conn *prev, *next; /* the shard's connections */
+    struct pf_conn *dirty_next;
+    struct pf_qnode *qhead, *qtail;
     struct pf_sub *subs;
     uint32_t nsubs;
     struct pf_ack *acks;
-    struct pf_buf *rx; /* only while a fragmented message is being reassembled */
-    uint16_t close_code;
-    uint8_t established;
+    struct pf_buf *in;  /* unparsed input: a partial request or frame; NULL when idle */
+    struct pf_buf *msg; /* fragments of the message being received */
 };
 
 #define PF_NODE_CHUNK 4096
+#define PF_SCRATCH 65536
+#define PF_IOV 16
 
 static void pf_stat(uint64_t *p, int64_t d) { __atomic_add_fetch(p, (uint64_t)d, __ATOMIC_RELAXED); }
+
+static void pf_shard_drain(struct pf_shard *s);
+static void pf_conn_fail(struct pf_conn *c, int code, const char *why);
 
 /* ---- output queues ----------------------------------------------------------------------- */
 
@@ -100,56 +130,106 @@ static void pf_node_put(struct pf_shard *s, struct pf_qnode *n)
     s->free_nodes = n;
 }
 
-static void pf_conn_drop_queue(struct pf_conn *c)
+/* Drops queued frames; a frame already partly written stays, or the stream would break. */
+static void pf_conn_drop_queue(struct pf_conn *c, int keep_partial)
 {
     struct pf_qnode *n = c->qhead, *next;
 
+    if (keep_partial && n && c->qoff) {
+        c->qbytes = n->frame->len;
+        n = n->next;
+        c->qhead->next = NULL;
+        c->qtail = c->qhead;
+    } else {
+        c->qhead = c->qtail = NULL;
+        c->qbytes = 0;
+        c->qoff = 0;
+    }
     for (; n; n = next) {
         next = n->next;
         pf_frame_release(n->frame);
         pf_node_put(c->shard, n);
     }
-    c->qhead = c->qtail = NULL;
-    c->qbytes = 0;
 }
 
-/* A reader that fell behind by more than the cap is closed: its memory is given back now, the
- * close frame goes out if it ever reads again, and a timer ends it if it never does. */
-static void pf_conn_close_slow(struct pf_conn *c)
+static void pf_conn_mark_dirty(struct pf_conn *c)
 {
-    pf_conn_drop_queue(c);
-    c->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
-    pf_stat(&c->shard->stats.slow_closed, 1);
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 2);
-    lws_callback_on_writable(c->wsi);
+    if (c->dirty || c->dead)
+        return;
+    c->dirty = 1;
+    c->dirty_next = c->shard->dirty;
+    c->shard->dirty = c;
 }
 
-/* Queues a frame the caller holds a reference for; on success the queue owns that reference.
- * Returns -1 (reference still the caller's) when the connection is closing or over its cap. */
-static int pf_conn_enqueue(struct pf_conn *c, struct pf_frame *f)
+static int pf_conn_push(struct pf_conn *c, struct pf_frame *f)
 {
-    struct pf_qnode *n;
+    struct pf_qnode *n = pf_node_get(c->shard);
 
-    if (c->close_code)
-        return -1;
-    if (c->qbytes + f->len > c->shard->cfg->max_pending_bytes) {
-        pf_conn_close_slow(c);
-        return -1;
-    }
-    n = pf_node_get(c->shard);
     if (!n)
         return -1;
     n->frame = f;
     n->next = NULL;
     if (c->qtail)
         c->qtail->next = n;
-    else {
+    else
         c->qhead = n;
-        lws_callback_on_writable(c->wsi);
-    }
     c->qtail = n;
     c->qbytes += f->len;
+    pf_conn_mark_dirty(c);
     return 0;
+}
+
+/* The last thing a connection sends: after it, the socket is closed once written, or after
+ * two seconds if the peer does not read it. */
+static void pf_conn_finish(struct pf_conn *c, struct pf_frame *last)
+{
+    if (c->closing || c->dead) {
+        if (last)
+            pf_frame_release(last);
+        return;
+    }
+    c->closing = 1;
+    c->deadline = c->shard->now + 2;
+    if (last && pf_conn_push(c, last))
+        pf_frame_release(last);
+    pf_conn_mark_dirty(c);
+}
+
+/* Sends a close frame with code and reason, then closes (RFC 6455 §7.1.7: the server does not
+ * wait for the peer once it has failed the connection). */
+static void pf_conn_close(struct pf_conn *c, int code, const char *reason)
+{
+    unsigned char p[125];
+    size_t n = strlen(reason);
+
+    if (n > sizeof(p) - 2)
+        n = sizeof(p) - 2;
+    p[0] = (unsigned char)(code >> 8);
+    p[1] = (unsigned char)code;
+    memcpy(p + 2, reason, n);
+    pf_conn_finish(c, pf_frame_control(PF_WS_CLOSE, p, n + 2));
+}
+
+/* A reader that fell behind by more than the cap is closed: its memory is given back now, the
+ * close frame goes out if it ever reads again, and the deadline ends it if it never does. */
+static void pf_conn_close_slow(struct pf_conn *c)
+{
+    pf_conn_drop_queue(c, 1);
+    pf_stat(&c->shard->stats.slow_closed, 1);
+    pf_conn_close(c, PF_WS_POLICY, "slow consumer");
+}
+
+/* Queues a frame the caller holds a reference for; on success the queue owns that reference.
+ * Returns -1 (reference still the caller's) when the connection is closing or over its cap. */
+static int pf_conn_enqueue(struct pf_conn *c, struct pf_frame *f)
+{
+    if (c->closing || c->dead || c->state != PF_CS_WS)
+        return -1;
+    if (c->qbytes + f->len > c->shard->cfg->max_pending_bytes) {
+        pf_conn_close_slow(c);
+        return -1;
+    }
+    return pf_conn_push(c, f);
 }
 
 static void pf_conn_send(struct pf_conn *c, const char *text, size_t len)
@@ -413,21 +493,20 @@ static void pf_conn_handle(struct pf_conn *c, const unsigned char *msg, size_t l
 }
 
 /* ?channels=a,b in the handshake URL is a subscribe request like any other. */
-static void pf_conn_url_subscribe(struct pf_conn *c)
+static void pf_conn_url_subscribe(struct pf_conn *c, const char *query)
 {
     char arg[8192];
     struct pf_buf req;
-    const char *v = lws_get_urlarg_by_name(c->wsi, "channels=", arg, (int)sizeof(arg));
     const char *p;
 
-    if (!v)
+    if (pf_http_query_param(query, "channels", arg, sizeof(arg)) < 0)
         return;
     pf_buf_init(&req);
     pf_buf_append_str(&req, "{\"op\":\"subscribe\",\"channels\":[");
-    for (p = v; *p;) {
+    for (p = arg; *p;) {
         const char *comma = strchr(p, ',');
         size_t n = comma ? (size_t)(comma - p) : strlen(p);
-        if (p != v)
+        if (p != arg)
             pf_buf_append_byte(&req, ',');
         pf_json_append_string(&req, (const unsigned char *)p, n);
         p += n + (comma ? 1 : 0);
@@ -456,15 +535,8 @@ static void pf_conn_cleanup(struct pf_conn *c)
         free(ack);
     }
     c->acks = NULL;
-    pf_conn_drop_queue(c);
-    if (c->rx) {
-        pf_buf_free(c->rx);
-        free(c->rx);
-        c->rx = NULL;
-    }
+    pf_conn_drop_queue(c, 0);
 }
-
-static void pf_shard_drain(struct pf_shard *s);
 
 /* ---- messages from the link -------------------------------------------------------------- */
 
@@ -557,240 +629,551 @@ static void pf_shard_drain_inbox(struct pf_shard *s)
 
 void pf_shard_post(struct pf_shard *s, struct pf_msg_list *msgs)
 {
-    if (pf_queue_put(&s->inbox, msgs) && s->ctx)
-        lws_cancel_service(s->ctx);
-}
+    uint64_t one = 1;
 
-/* ---- lws callbacks ----------------------------------------------------------------------- */
-
-static int pf_conn_close_now(struct pf_conn *c)
-{
-    static const char slow[] = "slow consumer", away[] = "server shutting down";
-    const char *reason = c->close_code == LWS_CLOSE_STATUS_GOINGAWAY ? away : slow;
-
-    lws_close_reason(c->wsi, (enum lws_close_status)c->close_code, (unsigned char *)reason,
-                     strlen(reason));
-    return -1;
-}
-
-static int pf_conn_writeable(struct pf_conn *c)
-{
-    int burst = 0;
-
-    if (c->close_code && !c->qhead)
-        return pf_conn_close_now(c);
-    /* Several frames per wake-up while the kernel takes them whole; stop at the first partial
-     * write (lws keeps the rest) so one fast reader cannot hog the loop. */
-    while (c->qhead && burst++ < 16) {
-        struct pf_qnode *n = c->qhead;
-        struct pf_frame *f = n->frame;
-        if (lws_write(c->wsi, (unsigned char *)pf_frame_bytes(f), f->len, LWS_WRITE_HTTP) <
-            (int)f->len)
-            return -1;
-        c->qhead = n->next;
-        if (!c->qhead)
-            c->qtail = NULL;
-        c->qbytes -= f->len;
-        pf_frame_release(f);
-        pf_node_put(c->shard, n);
-        if (lws_partial_buffered(c->wsi))
-            break;
+    if (pf_queue_put(&s->inbox, msgs) && write(s->wake_fd, &one, sizeof(one)) < 0) {
+        /* The eventfd counter cannot overflow at one write per empty->non-empty handoff. */
     }
-    if (c->qhead || c->close_code)
-        lws_callback_on_writable(c->wsi);
+}
+
+/* ---- connection life --------------------------------------------------------------------- */
+
+static void pf_conn_set_out(struct pf_conn *c, int want)
+{
+    struct epoll_event ev;
+
+    if (c->want_out == want)
+        return;
+    ev.events = EPOLLIN | (want ? EPOLLOUT : 0);
+    ev.data.ptr = c;
+    if (epoll_ctl(c->shard->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+        c->want_out = (uint8_t)want;
+}
+
+/* Closes the socket and gives everything back; the struct itself is freed at the end of the
+ * loop turn, since other events of this turn may still point at it. */
+static void pf_conn_kill(struct pf_conn *c)
+{
+    struct pf_shard *s = c->shard;
+
+    if (c->dead)
+        return;
+    c->dead = 1;
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    if (c->state == PF_CS_WS)
+        pf_stat(&s->stats.connections, -1);
+    pf_conn_cleanup(c);
+    if (c->msg) {
+        pf_buf_free(c->msg);
+        free(c->msg);
+        c->msg = NULL;
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->next = s->graveyard;
+    s->graveyard = c;
+}
+
+/* Writes as much of the queue as the socket takes, several frames per writev(). */
+static void pf_conn_flush(struct pf_conn *c)
+{
+    struct iovec iov[PF_IOV];
+
+    while (c->qhead) {
+        struct pf_qnode *n = c->qhead;
+        ssize_t w;
+        int k = 0;
+        for (; n && k < PF_IOV; n = n->next, k++) {
+            size_t skip = k ? 0 : c->qoff;
+            iov[k].iov_base = (void *)(pf_frame_bytes(n->frame) + skip);
+            iov[k].iov_len = n->frame->len - skip;
+        }
+        w = writev(c->fd, iov, k);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                break;
+            pf_conn_kill(c);
+            return;
+        }
+        while (w > 0 && c->qhead) {
+            struct pf_qnode *h = c->qhead;
+            size_t left = h->frame->len - c->qoff;
+            if ((size_t)w < left) {
+                c->qoff += (uint32_t)w;
+                break;
+            }
+            w -= (ssize_t)left;
+            c->qoff = 0;
+            c->qhead = h->next;
+            if (!c->qhead)
+                c->qtail = NULL;
+            c->qbytes -= h->frame->len;
+            pf_frame_release(h->frame);
+            pf_node_put(c->shard, h);
+        }
+        if (c->qhead && c->qoff)
+            break; /* the kernel took part of a frame: its buffer is full */
+    }
+    if (!c->qhead && c->closing) {
+        pf_conn_kill(c);
+        return;
+    }
+    pf_conn_set_out(c, c->qhead != NULL);
+}
+
+static void pf_shard_flush_dirty(struct pf_shard *s)
+{
+    while (s->dirty) {
+        struct pf_conn *c = s->dirty;
+        s->dirty = c->dirty_next;
+        c->dirty = 0;
+        if (!c->dead)
+            pf_conn_flush(c);
+    }
+}
+
+/* ---- WebSocket input --------------------------------------------------------------------- */
+
+static void pf_conn_fail(struct pf_conn *c, int code, const char *why)
+{
+    pf_conn_close(c, code, why);
+}
+
+static void pf_conn_on_close_frame(struct pf_conn *c, const unsigned char *p, size_t n)
+{
+    int code, bad = pf_ws_check_close(p, n, &code);
+
+    if (bad) {
+        pf_conn_fail(c, bad, bad == PF_WS_BAD_DATA ? "close reason is not valid UTF-8"
+                                                   : "invalid close frame");
+        return;
+    }
+    /* Echo the peer's close (its status code and reason), then close the TCP connection. */
+    pf_conn_finish(c, pf_frame_control(PF_WS_CLOSE, p, n));
+}
+
+/* One complete, unmasked data or control frame. */
+static void pf_conn_on_frame(struct pf_conn *c, const struct pf_ws_frame *f, unsigned char *p)
+{
+    size_t n = (size_t)f->len;
+
+    switch (f->opcode) {
+    case PF_WS_PING:
+        if (!c->closing) {
+            struct pf_frame *pong = pf_frame_control(PF_WS_PONG, p, n);
+            if (pong && pf_conn_push(c, pong))
+                pf_frame_release(pong);
+        }
+        return;
+    case PF_WS_PONG:
+        return;
+    case PF_WS_CLOSE:
+        pf_conn_on_close_frame(c, p, n);
+        return;
+    case PF_WS_BINARY:
+        pf_conn_fail(c, PF_WS_UNSUPPORTED, "binary frames are not accepted");
+        return;
+    case PF_WS_TEXT:
+        c->utf8 = 0;
+        break;
+    default:
+        break; /* continuation of a text message */
+    }
+    if (pf_utf8_feed(&c->utf8, p, n) < 0 || (f->fin && c->utf8 != 0)) {
+        pf_conn_fail(c, PF_WS_BAD_DATA, "text is not valid UTF-8");
+        return;
+    }
+    c->in_message = !f->fin;
+    if (f->fin && !c->msg) {
+        pf_conn_handle(c, p, n); /* the common case: one frame, no copy */
+        return;
+    }
+    if (!c->msg && (c->msg = calloc(1, sizeof(*c->msg))) == NULL) {
+        pf_conn_fail(c, PF_WS_INTERNAL, "out of memory");
+        return;
+    }
+    if (pf_buf_append(c->msg, p, n)) {
+        pf_conn_fail(c, PF_WS_INTERNAL, "out of memory");
+        return;
+    }
+    if (f->fin) {
+        pf_conn_handle(c, c->msg->data, c->msg->len);
+        pf_buf_free(c->msg);
+        free(c->msg);
+        c->msg = NULL;
+    }
+}
+
+/* Parses the frames in [buf, buf+len) (writable: payloads are unmasked in place); returns the
+ * bytes consumed. Stops at the first incomplete frame. */
+static size_t pf_conn_parse_ws(struct pf_conn *c, unsigned char *buf, size_t len)
+{
+    size_t off = 0;
+
+    while (off < len && !c->closing && !c->dead) {
+        struct pf_ws_frame f;
+        const char *why = NULL;
+        int code = 0;
+        size_t have = c->msg ? c->msg->len : 0;
+        uint64_t room = c->shard->cfg->max_message_bytes > have
+                            ? c->shard->cfg->max_message_bytes - have
+                            : 0;
+        enum pf_ws_parse r = pf_ws_parse_header(buf + off, len - off, c->in_message, room, &f,
+                                                &code, &why);
+        if (r == PF_WS_NEED_MORE)
+            break;
+        if (r == PF_WS_ERROR) {
+            pf_conn_fail(c, code, why);
+            break;
+        }
+        if (len - off < f.header_len + f.len)
+            break;
+        pf_ws_unmask(buf + off + f.header_len, (size_t)f.len, f.mask, 0);
+        pf_conn_on_frame(c, &f, buf + off + f.header_len);
+        off += f.header_len + (size_t)f.len;
+    }
+    return c->closing ? len : off; /* after a close, the rest of the input is ignored */
+}
+
+/* ---- HTTP input and the handshake -------------------------------------------------------- */
+
+static void pf_conn_respond(struct pf_conn *c, struct pf_frame *response)
+{
+    pf_conn_finish(c, response);
+}
+
+static void pf_conn_upgrade(struct pf_conn *c, const struct pf_http_req *req)
+{
+    char accept[29], head[256];
+    int n;
+    struct pf_frame *f;
+
+    pf_ws_accept_key(req->key, accept);
+    n = snprintf(head, sizeof(head),
+                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                 accept);
+    f = pf_frame_raw(head, (size_t)n);
+    if (!f || pf_conn_push(c, f)) {
+        if (f)
+            pf_frame_release(f);
+        pf_conn_kill(c);
+        return;
+    }
+    c->state = PF_CS_WS;
+    c->last_rx = c->shard->now;
+    pf_stat(&c->shard->stats.connections, 1);
+    pf_stat(&c->shard->stats.connections_total, 1);
+    if (c->shard->draining) {
+        pf_conn_close(c, PF_WS_GOING_AWAY, "server shutting down");
+        return;
+    }
+    pf_conn_url_subscribe(c, req->query);
+}
+
+/* Handles one complete request head; returns 1 when the connection became a WebSocket. */
+static int pf_conn_on_request(struct pf_conn *c, const struct pf_http_req *req)
+{
+    const char *why = NULL;
+    int up = pf_ws_check_upgrade(req, &why);
+
+    if (strcmp(req->path, "/ws") != 0) {
+        if (up != 1)
+            pf_conn_respond(c, pf_http_error(404, "WebSocket endpoint is /ws\n", NULL));
+        else
+            pf_conn_respond(c, pf_http_route(c->shard, req));
+        return 0;
+    }
+    if (up == 1) {
+        pf_conn_respond(c, pf_http_route(c->shard, req));
+        return 0;
+    }
+    if (up) {
+        pf_conn_respond(c, pf_http_error(up, why, up == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL));
+        return 0;
+    }
+    if (req->origin[0] &&
+        !pf_http_origin_allowed(req->origin, req->host, c->shard->cfg->allowed_origins)) {
+        pf_conn_respond(c, pf_http_error(403, "Origin not allowed (see --allowed-origins)\n", NULL));
+        return 0;
+    }
+    pf_conn_upgrade(c, req);
+    return 1;
+}
+
+/* Returns the bytes consumed from buf. */
+static size_t pf_conn_parse_http(struct pf_conn *c, unsigned char *buf, size_t len)
+{
+    struct pf_http_req req;
+    enum pf_http_parse r = pf_http_parse((const char *)buf, len, &req);
+
+    if (r == PF_HTTP_INCOMPLETE)
+        return 0;
+    if (r == PF_HTTP_BAD) {
+        pf_conn_respond(c, pf_http_error(400, "malformed HTTP request\n", NULL));
+        return len;
+    }
+    if (r == PF_HTTP_TOO_BIG) {
+        pf_conn_respond(c, pf_http_error(431, "request headers too large\n", NULL));
+        return len;
+    }
+    if (!pf_conn_on_request(c, &req))
+        return len;
+    /* Frames the client sent right behind its handshake. */
+    return req.head_len + pf_conn_parse_ws(c, buf + req.head_len, len - req.head_len);
+}
+
+static size_t pf_conn_parse(struct pf_conn *c, unsigned char *buf, size_t len)
+{
+    if (c->closing)
+        return len;
+    return c->state == PF_CS_HTTP ? pf_conn_parse_http(c, buf, len) : pf_conn_parse_ws(c, buf, len);
+}
+
+/* Keeps the unparsed tail for the next read; NULL buffer again once everything is parsed. */
+static int pf_conn_keep(struct pf_conn *c, const unsigned char *rest, size_t n)
+{
+    if (n == 0) {
+        if (c->in) {
+            pf_buf_free(c->in);
+            free(c->in);
+            c->in = NULL;
+        }
+        return 0;
+    }
+    if (!c->in && (c->in = calloc(1, sizeof(*c->in))) == NULL)
+        return -1;
+    if (rest != c->in->data) {
+        pf_buf_reset(c->in);
+        return pf_buf_append(c->in, rest, n);
+    }
     return 0;
+}
+
+static void pf_conn_readable(struct pf_conn *c)
+{
+    struct pf_shard *s = c->shard;
+    ssize_t n = read(c->fd, s->scratch, PF_SCRATCH);
+    unsigned char *buf;
+    size_t len, used;
+
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        pf_conn_kill(c);
+        return;
+    }
+    if (n < 0)
+        return;
+    c->last_rx = s->now;
+    c->ping_sent = 0;
+    if (c->in) {
+        if (pf_buf_append(c->in, s->scratch, (size_t)n)) {
+            pf_conn_kill(c);
+            return;
+        }
+        buf = c->in->data;
+        len = c->in->len;
+    } else {
+        buf = s->scratch;
+        len = (size_t)n;
+    }
+    used = pf_conn_parse(c, buf, len);
+    if (c->dead)
+        return;
+    if (len - used > PF_WS_MAX_REQUEST + c->shard->cfg->max_message_bytes + 16) {
+        pf_conn_kill(c); /* cannot happen with the parsers' bounds; never grow without one */
+        return;
+    }
+    if (used && c->in && used < len) {
+        memmove(c->in->data, c->in->data + used, len - used);
+        c->in->len = len - used;
+    } else if (pf_conn_keep(c, buf + used, len - used)) {
+        pf_conn_kill(c);
+    }
+}
+
+/* ---- the loop ---------------------------------------------------------------------------- */
+
+static void pf_shard_accept(struct pf_shard *s)
+{
+    int i;
+
+    /* A bounded burst keeps an accept storm from starving the shard's other connections. */
+    for (i = 0; i < 64; i++) {
+        struct epoll_event ev;
+        struct pf_conn *c;
+        int fd = pf_listener_accept(&s->listener);
+        if (fd < 0)
+            return;
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        c->shard = s;
+        c->last_rx = s->now;
+        c->deadline = s->now + 10; /* the handshake must be done by then */
+        ev.events = EPOLLIN;
+        ev.data.ptr = c;
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev)) {
+            close(fd);
+            free(c);
+            continue;
+        }
+        c->next = s->conns;
+        if (s->conns)
+            s->conns->prev = c;
+        s->conns = c;
+    }
+}
+
+/* Once a second: handshake and closing deadlines, keepalive pings, silent peers. */
+static void pf_shard_tick(struct pf_shard *s)
+{
+    const struct pf_config *cfg = s->cfg;
+    struct pf_conn *c, *next;
+
+    for (c = s->conns; c; c = next) {
+        next = c->next;
+        if ((c->closing || c->state == PF_CS_HTTP) && c->deadline && s->now >= c->deadline) {
+            pf_conn_kill(c);
+        } else if (c->state == PF_CS_WS && !c->closing) {
+            uint32_t idle = s->now - c->last_rx;
+            if (idle >= (uint32_t)(cfg->ping_interval + cfg->ping_timeout)) {
+                pf_stat(&s->stats.silent_closed, 1);
+                pf_conn_kill(c); /* the peer is gone or stuck: a close frame would not arrive */
+            } else if (idle >= (uint32_t)cfg->ping_interval && !c->ping_sent) {
+                struct pf_frame *ping = pf_frame_control(PF_WS_PING, NULL, 0);
+                c->ping_sent = 1;
+                if (ping && pf_conn_push(c, ping))
+                    pf_frame_release(ping);
+            }
+        }
+    }
+}
+
+static void pf_shard_bury(struct pf_shard *s)
+{
+    while (s->graveyard) {
+        struct pf_conn *c = s->graveyard;
+        s->graveyard = c->next;
+        if (c->in) {
+            pf_buf_free(c->in);
+            free(c->in);
+        }
+        free(c);
+    }
+}
+
+static uint32_t pf_clock_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint32_t)ts.tv_sec;
 }
 
 /* Shutdown: stop accepting, let every connection write what it has queued (the batches of the
  * last window included), then close it with 1001. */
 static void pf_shard_drain(struct pf_shard *s)
 {
-    struct pf_conn *c;
+    struct pf_conn *c, *next;
 
     s->draining = 1;
-    if (s->listen_wsi)
-        lws_set_timeout(s->listen_wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-    s->listen_wsi = NULL;
-    for (c = s->conns; c; c = c->next) {
-        if (c->close_code)
-            continue;
-        c->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
-        lws_callback_on_writable(c->wsi);
+    if (s->listener.fd >= 0) {
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->listener.fd, NULL);
+        pf_listener_close(&s->listener);
+    }
+    for (c = s->conns; c; c = next) {
+        next = c->next;
+        if (c->state == PF_CS_WS)
+            pf_conn_close(c, PF_WS_GOING_AWAY, "server shutting down");
+        else
+            pf_conn_kill(c);
     }
 }
 
-static int pf_conn_receive(struct pf_conn *c, const unsigned char *in, size_t len)
+static void pf_shard_event(struct pf_shard *s, struct epoll_event *ev)
 {
-    int final = lws_is_final_fragment(c->wsi) && !lws_remaining_packet_payload(c->wsi);
-    size_t have = c->rx ? c->rx->len : 0;
+    struct pf_conn *c = ev->data.ptr;
 
-    if (lws_frame_is_binary(c->wsi)) {
-        static const char reason[] = "binary frames are not accepted";
-        lws_close_reason(c->wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)reason,
-                         sizeof(reason) - 1);
-        return -1;
+    if (ev->data.ptr == &s->listener) {
+        pf_shard_accept(s);
+        return;
     }
-    if (have + len > c->shard->cfg->max_message_bytes) {
-        static const char reason[] = "message too big";
-        lws_close_reason(c->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,
-                         sizeof(reason) - 1);
-        return -1;
-    }
-    if (final && !c->rx) {
-        pf_conn_handle(c, in, len); /* the common case: one frame, no copy */
-        return 0;
-    }
-    if (!c->rx && (c->rx = calloc(1, sizeof(*c->rx))) == NULL)
-        return -1;
-    if (pf_buf_append(c->rx, in, len))
-        return -1;
-    if (final) {
-        pf_conn_handle(c, c->rx->data, c->rx->len);
-        pf_buf_free(c->rx);
-        free(c->rx);
-        c->rx = NULL;
-    }
-    return 0;
-}
-
-static int pf_shard_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-                             void *in, size_t len)
-{
-    struct pf_shard *s = lws_context_user(lws_get_context(wsi));
-    struct pf_conn *c = user;
-    int rc = 0;
-
-    switch (reason) {
-    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        return pf_http_filter_ws(wsi, s->cfg->allowed_origins);
-    case LWS_CALLBACK_ESTABLISHED:
-        memset(c, 0, sizeof(*c));
-        c->wsi = wsi;
-        c->shard = s;
-        c->established = 1;
-        c->next = s->conns;
-        if (s->conns)
-            s->conns->prev = c;
-        s->conns = c;
-        pf_stat(&s->stats.connections, 1);
-        if (s->draining) {
-            c->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
-            lws_callback_on_writable(wsi);
-            break;
+    if (ev->data.ptr == &s->wake_fd) {
+        uint64_t v;
+        if (read(s->wake_fd, &v, sizeof(v)) < 0) {
+            /* EAGAIN: another turn already consumed it */
         }
-        pf_stat(&s->stats.connections_total, 1);
-        pf_conn_url_subscribe(c);
-        break;
-    case LWS_CALLBACK_RECEIVE:
-        rc = pf_conn_receive(c, in, len);
-        break;
-    case LWS_CALLBACK_SERVER_WRITEABLE:
-        rc = pf_conn_writeable(c);
-        break;
-    case LWS_CALLBACK_CLOSED:
-        if (c && c->established) {
-            pf_conn_cleanup(c);
-            c->established = 0;
-            if (c->prev)
-                c->prev->next = c->next;
-            else
-                s->conns = c->next;
-            if (c->next)
-                c->next->prev = c->prev;
-            pf_stat(&s->stats.connections, -1);
-        }
-        break;
-    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         pf_shard_drain_inbox(s);
-        return 0;
-    case LWS_CALLBACK_HTTP:
-        return pf_http_serve(wsi, s, (const char *)in);
-    default:
-        return lws_callback_http_dummy(wsi, reason, user, in, len);
+        return;
     }
-    pf_shard_flush_link(s);
-    return rc;
-}
-
-/* The listening socket, watched by lws as a raw descriptor. */
-static int pf_listen_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-                              void *in, size_t len)
-{
-    struct pf_shard *s = lws_context_user(lws_get_context(wsi));
-
-    if (reason == LWS_CALLBACK_RAW_RX_FILE)
-        pf_listener_accept(&s->listener, s->vhost);
-    return 0;
-}
-
-static const struct lws_protocols pf_protocols[] = {
-    /* A small receive buffer keeps idle connections cheap; client ops are short and longer
-     * messages arrive in pieces that pf_conn_receive() joins. */
-    {"pushfabric", pf_shard_callback, sizeof(struct pf_conn), 128, 0, NULL, 0},
-    {"pf-listen", pf_listen_callback, 0, 0, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0}};
-
-static void pf_lws_log(int level, const char *line)
-{
-    size_t n = strlen(line);
-
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        n--;
-    pf_log(level == LLL_ERR ? PF_LOG_ERROR : PF_LOG_WARN, "lws: %.*s", (int)n, line);
-}
-
-int pf_shard_init(struct pf_shard *s, int id, const struct pf_config *cfg, struct pf_link *link)
-{
-    struct lws_context_creation_info info;
-    lws_sock_file_fd_type fd;
-
-    memset(s, 0, sizeof(*s));
-    s->listener.fd = s->listener.spare_fd = -1;
-    s->id = id;
-    s->cfg = cfg;
-    s->link = link;
-    pf_queue_init(&s->inbox);
-    if (pf_dict_init(&s->chans))
-        return -1;
-    s->retry.secs_since_valid_ping = (uint16_t)cfg->ping_interval;
-    s->retry.secs_since_valid_hangup = (uint16_t)(cfg->ping_interval + cfg->ping_timeout);
-    lws_set_log_level(LLL_ERR | LLL_WARN, pf_lws_log);
-    memset(&info, 0, sizeof(info));
-    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
-    info.protocols = pf_protocols;
-    info.user = s;
-    info.retry_and_idle_policy = &s->retry; /* lws keeps the pointer */
-    info.timeout_secs = 10;
-    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
-    if (!strcmp(cfg->event_lib, "libev"))
-        info.options |= LWS_SERVER_OPTION_LIBEV;
-    else if (!strcmp(cfg->event_lib, "libuv"))
-        info.options |= LWS_SERVER_OPTION_LIBUV;
-    s->ctx = lws_create_context(&info);
-    if (!s->ctx)
-        return -1;
-    s->vhost = lws_get_vhost_by_name(s->ctx, "default");
-    if (!s->vhost || pf_listener_open(&s->listener, cfg->listen_host, cfg->listen_port))
-        return -1;
-    fd.filefd = s->listener.fd;
-    s->listen_wsi = lws_adopt_descriptor_vhost(s->vhost, LWS_ADOPT_RAW_FILE_DESC, fd, "pf-listen",
-                                               NULL);
-    if (!s->listen_wsi) {
-        pf_error("shard %d: lws cannot watch the listening socket", id);
-        close(s->listener.fd);
-        return -1;
-    }
-    return 0;
+    if (c->dead)
+        return;
+    if (ev->events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        pf_conn_readable(c);
+    if (!c->dead && (ev->events & EPOLLOUT))
+        pf_conn_flush(c);
 }
 
 static void *pf_shard_main(void *arg)
 {
     struct pf_shard *s = arg;
+    struct epoll_event evs[256];
+    uint32_t last_tick = pf_clock_s();
 
-    while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE))
-        if (lws_service(s->ctx, 0) < 0)
-            break;
+    while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
+        int n = epoll_wait(s->epfd, evs, 256, 1000), i;
+        s->now = pf_clock_s();
+        for (i = 0; i < n; i++)
+            pf_shard_event(s, &evs[i]);
+        if (s->now != last_tick) {
+            last_tick = s->now;
+            pf_shard_tick(s);
+        }
+        pf_shard_flush_dirty(s);
+        pf_shard_flush_link(s);
+        pf_shard_bury(s);
+    }
     return NULL;
+}
+
+int pf_shard_init(struct pf_shard *s, int id, const struct pf_config *cfg, struct pf_link *link)
+{
+    struct epoll_event ev;
+
+    memset(s, 0, sizeof(*s));
+    s->listener.fd = s->listener.spare_fd = -1;
+    s->epfd = s->wake_fd = -1;
+    s->id = id;
+    s->cfg = cfg;
+    s->link = link;
+    s->now = pf_clock_s();
+    pf_queue_init(&s->inbox);
+    if (pf_dict_init(&s->chans))
+        return -1;
+    s->scratch = malloc(PF_SCRATCH);
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!s->scratch || s->epfd < 0 || s->wake_fd < 0)
+        return -1;
+    if (pf_listener_open(&s->listener, cfg->listen_host, cfg->listen_port))
+        return -1;
+    ev.events = EPOLLIN;
+    ev.data.ptr = &s->listener;
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->listener.fd, &ev))
+        return -1;
+    ev.data.ptr = &s->wake_fd;
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->wake_fd, &ev))
+        return -1;
+    return 0;
 }
 
 int pf_shard_start(struct pf_shard *s)
@@ -803,10 +1186,14 @@ int pf_shard_start(struct pf_shard *s)
 
 void pf_shard_stop(struct pf_shard *s)
 {
+    uint64_t one = 1;
+
     if (!s->started)
         return;
     __atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
-    lws_cancel_service(s->ctx);
+    if (write(s->wake_fd, &one, sizeof(one)) < 0) {
+        /* the thread still wakes within a second */
+    }
     pthread_join(s->thread, NULL);
     s->started = 0;
 }
@@ -815,10 +1202,16 @@ void pf_shard_destroy(struct pf_shard *s)
 {
     void *chunk, *next;
 
-    if (s->ctx)
-        lws_context_destroy(s->ctx); /* closes connections: their cleanup runs here */
-    s->ctx = NULL;
+    while (s->conns)
+        pf_conn_kill(s->conns);
+    s->dirty = NULL;
+    pf_shard_bury(s);
     pf_listener_close(&s->listener);
+    if (s->epfd >= 0)
+        close(s->epfd);
+    if (s->wake_fd >= 0)
+        close(s->wake_fd);
+    free(s->scratch);
     pf_queue_destroy(&s->inbox);
     pf_dict_free(&s->chans);
     for (chunk = s->node_chunks; chunk; chunk = next) {

@@ -1,14 +1,14 @@
-/* shard.h - one shard thread: an lws context of its own, the connections it accepted, and its
+/* shard.h - one shard thread: an epoll loop of its own, the connections it accepted, and its
  * channel -> subscribers index.
  *
  * Every shard listens on the same port (SO_REUSEPORT), so the kernel spreads connections and no
- * connection ever moves. Owns: its lws context, connections, subscriptions, output queues and the
- * pool of queue nodes. Nothing here is locked on the broadcast path: only this thread touches it.
- * Must not: touch another shard's state or Redis; it talks to the link through pf_msg. */
+ * connection ever moves. Owns: its epoll set, connections (HTTP and WebSocket), subscriptions,
+ * output queues and the pool of queue nodes. Nothing here is locked on the broadcast path: only
+ * this thread touches it. Must not: touch another shard's state or Redis; it talks to the link
+ * through pf_msg. */
 #ifndef PF_SHARD_H
 #define PF_SHARD_H
 
-#include <libwebsockets.h>
 #include <pthread.h>
 #include <stdint.h>
 
@@ -31,6 +31,7 @@ struct pf_shard_stats {
     uint64_t messages_out;  /* messages inside those frames */
     uint64_t bytes_out;
     uint64_t slow_closed;
+    uint64_t silent_closed; /* peers that stopped answering pings */
     uint64_t client_errors; /* error replies sent */
 };
 
@@ -40,13 +41,15 @@ struct pf_shard {
     struct pf_link *link;
     struct pf_shard **all; /* every shard, for /metrics */
     int nshards;
-    struct lws_context *ctx;
-    struct lws_vhost *vhost;
+    int epfd;
+    int wake_fd; /* eventfd rung by the link */
+    uint32_t now; /* monotonic seconds, updated each loop turn */
+    unsigned char *scratch; /* reads land here; only partial input is copied per connection */
     struct pf_listener listener;
-    struct lws *listen_wsi;
     struct pf_conn *conns;
+    struct pf_conn *dirty;     /* connections with output to write this turn */
+    struct pf_conn *graveyard; /* closed this turn, freed at its end */
     int draining;
-    lws_retry_bo_t retry;
     pthread_t thread;
     int started;
     int stop;
@@ -59,7 +62,7 @@ struct pf_shard {
     struct pf_shard_stats stats;
 };
 
-/* Creates the lws context (listening) on the calling thread; 0 or -1. */
+/* Opens the listener and the epoll set on the calling thread; 0 or -1. */
 int pf_shard_init(struct pf_shard *s, int id, const struct pf_config *cfg, struct pf_link *link);
 int pf_shard_start(struct pf_shard *s);
 /* Asks the thread to finish and joins it; closes every connection. */

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config
-  libwebsockets-dev libhiredis-dev libevent-dev libcjson-dev
+  libhiredis-dev libevent-dev
   redis-server redis-tools
   python3 curl
   clang libclang-rt-14-dev   # sanitizers and libFuzzer for the test suite
