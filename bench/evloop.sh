@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# evloop.sh - owns the event-loop comparison of bench/: which lws event loop should the gateway's
-# shards use? Runs push-gateway with each loop (poll/2 threads, libuv/2, libev/1, poll/1) against
-# the same workload in one run, on loopback:
+# evloop.sh - owns the event-loop comparison of bench/: which event loop should the gateway's
+# shards use? Runs push-gateway with each lws loop (poll/2 threads, libuv/2, libev/1, poll/1) and,
+# when given, the gateway's own loop ("own": no --event-lib flag) against the same workload in one
+# run, on loopback:
 #   (a) idle: CONNS connections subscribed to one channel: gateway RSS per connection, connect rate;
 #   (b) broadcast, --merge-ms 0, pubload at 20 msgs/s for PUB_SECS s to that channel;
 #   (c) the same at 200 msgs/s.
@@ -9,14 +10,18 @@
 # Every process it starts is killed by PID on exit. Bounded: ~90 s per configuration.
 #
 # Environment (defaults): BUILD=<repo>/build  GATEWAY=$BUILD/gateway/push-gateway
+#   GATEWAY_LWS=$GATEWAY (binary that still has --event-lib, for the poll/libuv/libev configs)
 #   LOADGEN=$BUILD/bench/loadgen  PUBLOAD=$BUILD/bench/pubload  CONNS=10000  LOADGENS=2
-#   PUB_SECS=20  RATES="20 200"  DRAIN_MAX=20  CONFIGS="poll:2 libuv:2 libev:1 poll:1"
+#   PUB_SECS=20  RATES="20 200"  DRAIN_MAX=20
+#   CONFIGS="poll:2 libuv:2 libev:1 poll:1 own:2 own:1" (LIB:THREADS; own = $GATEWAY, no --event-lib)
+# A config whose binary does not offer what it needs is skipped with a note.
 #   OUT=<repo>/bench/results-evloop.md  KEEP=0 (1 keeps the work directory with all logs)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="${BUILD:-$ROOT/build}"
 GATEWAY="${GATEWAY:-$BUILD/gateway/push-gateway}"
+GATEWAY_LWS="${GATEWAY_LWS:-$GATEWAY}"
 LOADGEN="${LOADGEN:-$BUILD/bench/loadgen}"
 PUBLOAD="${PUBLOAD:-$BUILD/bench/pubload}"
 CONNS="${CONNS:-10000}"
@@ -24,15 +29,15 @@ LOADGENS="${LOADGENS:-2}"
 PUB_SECS="${PUB_SECS:-20}"
 RATES="${RATES:-20 200}"
 DRAIN_MAX="${DRAIN_MAX:-20}"
-CONFIGS="${CONFIGS:-poll:2 libuv:2 libev:1 poll:1}"
+CONFIGS="${CONFIGS:-poll:2 libuv:2 libev:1 poll:1 own:2 own:1}"
 OUT="${OUT:-$ROOT/bench/results-evloop.md}"
 KEEP="${KEEP:-0}"
 CLK_TCK="$(getconf CLK_TCK)"
 
-for b in "$GATEWAY" "$LOADGEN" "$PUBLOAD"; do
+for b in "$GATEWAY" "$GATEWAY_LWS" "$LOADGEN" "$PUBLOAD"; do
   [ -x "$b" ] || { echo "evloop: $b not built (see bench/README.md)" >&2; exit 2; }
 done
-GATEWAY="$(realpath "$GATEWAY")" LOADGEN="$(realpath "$LOADGEN")" PUBLOAD="$(realpath "$PUBLOAD")"
+GATEWAY="$(realpath "$GATEWAY")" GATEWAY_LWS="$(realpath "$GATEWAY_LWS")" LOADGEN="$(realpath "$LOADGEN")" PUBLOAD="$(realpath "$PUBLOAD")"
 OUT="$(realpath -m "$OUT")"
 command -v redis-server >/dev/null || { echo "evloop: redis-server missing" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "evloop: python3 missing" >&2; exit 2; }
@@ -109,15 +114,17 @@ alive() { # running and not a zombie
 # Waits until each --out file carries the new snapshot number.
 declare -a LG_PIDS LG_SNAP
 lg_snap() {
-  local sig="$1" i n
+  local sig="$1" i n line
   for ((i = 0; i < ${#LG_PIDS[@]}; i++)); do
     LG_SNAP[i]=$((LG_SNAP[i] + 1))
-    kill -"$sig" "${LG_PIDS[i]}"
+    kill -"$sig" "${LG_PIDS[i]}" 2>/dev/null || true
   done
   for ((i = 0; i < ${#LG_PIDS[@]}; i++)); do
     for ((n = 0; n < 250; n++)); do
-      [ "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["snapshot"])' \
-        "$WORK/lg$i.json" 2>/dev/null || echo -1)" -ge "${LG_SNAP[i]}" ] && break
+      line=""
+      read -r line 2>/dev/null <"$WORK/lg$i.json" || true
+      [[ "$line" =~ \"snapshot\":([0-9]+) ]] && [ "${BASH_REMATCH[1]}" -ge "${LG_SNAP[i]}" ] && break
+      alive "${LG_PIDS[i]}" || break
       sleep 0.02
     done
   done
@@ -165,8 +172,25 @@ EOF
 # One configuration: fills IDLE_ROWS / BCAST_ROWS.
 IDLE_ROWS=""
 BCAST_ROWS=""
+# Prints the gateway command line (binary and loop flags) for config LIB THREADS, or fails.
+gw_cmd() {
+  local bin="$GATEWAY_LWS" flags=(--event-lib "$1")
+  if [ "$1" = own ]; then
+    bin="$GATEWAY"
+    flags=()
+    "$bin" --help 2>&1 | grep -q -- '--event-lib' && return 1 # still lws: "own" would be poll
+  else
+    "$bin" --help 2>&1 | grep -q -- '--event-lib' || return 1
+  fi
+  echo "$bin" "${flags[@]}" --threads "$2"
+}
+
 run_config() {
-  local lib="$1" thr="$2" rport gport rpid gpid i per rss0 rss1 m tag
+  local lib="$1" thr="$2" rport gport rpid gpid i per rss0 rss1 m tag cmd
+  if ! cmd="$(gw_cmd "$lib" "$thr")"; then
+    NOTES+="- $lib/$thr: skipped, no gateway binary offers it (GATEWAY / GATEWAY_LWS)\n"
+    return 0
+  fi
   tag="$lib/$thr"
   rport="$(free_port)"
   gport="$(free_port)"
@@ -175,8 +199,9 @@ run_config() {
   rpid=$!
   PIDS+=("$rpid")
   wait_tcp 127.0.0.1 "$rport" 10 || { log "redis did not start"; return 1; }
-  "$GATEWAY" --listen "127.0.0.1:$gport" --redis "redis://127.0.0.1:$rport" --merge-ms 0 \
-    --event-lib "$lib" --threads "$thr" >"$WORK/gw-$lib-$thr.log" 2>&1 &
+  # shellcheck disable=SC2086 # cmd is binary + flags, no spaces in paths
+  $cmd --listen "127.0.0.1:$gport" --redis "redis://127.0.0.1:$rport" --merge-ms 0 \
+    >"$WORK/gw-$lib-$thr.log" 2>&1 &
   gpid=$!
   PIDS+=("$gpid")
   wait_tcp 127.0.0.1 "$gport" 10 || { log "gateway $tag did not start"; return 1; }
@@ -208,7 +233,7 @@ run_config() {
   IDLE_ROWS+="| $lib | $thr | ${m[0]} / $((per * LOADGENS)) | ${m[6]} | ${m[7]} | $rss0 | $rss1 | $(awk -v a="$rss0" -v b="$rss1" -v n="${m[0]}" 'BEGIN{printf "%.2f", (n ? (b-a)/n : 0)}') | ${m[8]} |\n"
   log "$tag idle: subscribed ${m[0]}, ${m[6]} conn/s, RSS $rss0 -> $rss1 KiB"
 
-  local rate cpu0 cpu1 t0 t1 prev ppid sent last k dsec exp lcpu0 lcpu1
+  local rate cpu0 cpu1 t0 t1 prev ppid sent last deadline dsec exp lcpu0 lcpu1
   for rate in $RATES; do
     alive "$gpid" || break
     lg_snap USR1 # reset phase counters
@@ -222,16 +247,17 @@ run_config() {
     stop_pids "$ppid"
     sent="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sent"])' "$WORK/pub.json" 2>/dev/null || echo 0)"
     exp=$((sent * per * LOADGENS))
-    # drain: until everything expected arrived, or no progress for 2 s, or DRAIN_MAX.
+    # drain: until everything expected arrived, or no progress for 2 s, or DRAIN_MAX s passed.
     prev=-1
     last="$(date +%s.%N)"
-    for ((k = 0; k < DRAIN_MAX * 5; k++)); do
+    deadline=$(($(date +%s) + DRAIN_MAX))
+    while [ "$(date +%s)" -lt "$deadline" ]; do
       lg_snap USR2
       read -r -a m <<<"$(lg_merge)"
       if [ "${m[1]}" != "$prev" ]; then last="$(date +%s.%N)"; prev="${m[1]}"; fi
       [ "${m[1]}" -ge "$exp" ] && break
       awk -v a="$last" -v b="$(date +%s.%N)" 'BEGIN{exit !(b-a > 2)}' && break
-      sleep 0.2
+      sleep 0.3
     done
     t1="$last"
     cpu1="$(cpu_ticks "$gpid")"
@@ -250,6 +276,8 @@ run_config() {
   stop_pids "$gpid" "$rpid"
 }
 
+gw_version() { "$1" --version 2>&1 | head -n 1; }
+
 main() {
   local c start
   start="$(date +%s)"
@@ -261,9 +289,11 @@ main() {
     echo "# push-gateway event loop comparison"
     echo
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(uname -r)."
-    echo "Command: \`CONNS=$CONNS LOADGENS=$LOADGENS PUB_SECS=$PUB_SECS RATES=\"$RATES\" bench/evloop.sh\` ($(($(date +%s) - start)) s)."
+    echo "Command: \`GATEWAY=$GATEWAY GATEWAY_LWS=$GATEWAY_LWS CONNS=$CONNS LOADGENS=$LOADGENS PUB_SECS=$PUB_SECS RATES=\"$RATES\" bench/evloop.sh\` ($(($(date +%s) - start)) s)."
     echo "Loopback only. loadgen ($LOADGENS processes), pubload and redis-server run on the same box as"
     echo "the gateway and compete with it for the same $(nproc) cores. Gateway: \`--merge-ms 0\`, one channel."
+    echo "lws loops (poll, libuv, libev): \`$GATEWAY_LWS\` ($(gw_version "$GATEWAY_LWS"));"
+    echo "own: \`$GATEWAY\` ($(gw_version "$GATEWAY")), the gateway's own epoll transport."
     echo
     echo "## (a) Idle: $CONNS subscribed connections"
     echo

@@ -767,6 +767,19 @@ static void lg_run(struct lg *g)
     }
 }
 
+static void lg_free(struct lg *g)
+{
+    int i;
+
+    for (i = 0; i < g->started; i++)
+        if (g->conns[i].state != LG_CLOSED && g->conns[i].state != LG_IDLE)
+            lg_close(g, &g->conns[i]);
+    free(g->conns);
+    close(g->ep);
+    close(g->sigfd);
+    free(g);
+}
+
 int main(int argc, char **argv)
 {
     struct lg *g = calloc(1, sizeof(*g));
@@ -779,5 +792,6 @@ int main(int argc, char **argv)
         return 1;
     lg_run(g);
     lg_report(g, 1);
+    lg_free(g);
     return 0;
 }

@@ -222,6 +222,20 @@ static int pf_pub_run(struct pf_pub *p, uint64_t *t_elapsed)
     return 0;
 }
 
+static void pf_pub_free(struct pf_pub *p)
+{
+    int i;
+
+    for (i = 0; p->chans && i < p->o.channels; i++)
+        free(p->chans[i]);
+    free(p->chans);
+    free(p->chan_len);
+    free(p->pad);
+    free(p->buf);
+    if (p->rc)
+        redisFree(p->rc);
+}
+
 int main(int argc, char **argv)
 {
     struct pf_pub p;
@@ -230,8 +244,10 @@ int main(int argc, char **argv)
 
     memset(&p, 0, sizeof(p));
     pf_pub_parse(&p.o, argc, argv);
-    if (pf_pub_setup(&p))
+    if (pf_pub_setup(&p)) {
+        pf_pub_free(&p);
         return 1;
+    }
     rc = pf_pub_run(&p, &el);
     printf("{\"sent\":%llu,\"elapsed_s\":%.3f,\"rate\":%.1f,\"channels\":%d,\"size\":%d,\"receivers\":%llu,"
            "\"receivers_per_msg\":%.3f,\"errors\":%llu,\"late_steps\":%llu,\"ok\":%s}\n",
@@ -239,6 +255,6 @@ int main(int argc, char **argv)
            p.o.channels, p.o.size, (unsigned long long)p.receivers,
            p.sent ? (double)p.receivers / (double)p.sent : 0.0, (unsigned long long)p.errors,
            (unsigned long long)p.late_steps, rc ? "false" : "true");
-    redisFree(p.rc);
+    pf_pub_free(&p);
     return rc ? 1 : 0;
 }

@@ -73,12 +73,24 @@ int pf_listener_accept(struct pf_listener *l)
     int one = 1, fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
     if (fd < 0) {
-        if (errno == EMFILE || errno == ENFILE)
+        if (errno == EMFILE || errno == ENFILE) {
             pf_listener_shed(l);
+            l->paused = 1;
+        }
         return -1;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return fd;
+}
+
+int pf_listener_resume(struct pf_listener *l)
+{
+    if (l->spare_fd < 0)
+        l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (l->spare_fd < 0)
+        return -1; /* still no descriptor to spare: stay paused */
+    l->paused = 0;
+    return 0;
 }
 
 void pf_listener_close(struct pf_listener *l)

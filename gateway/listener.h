@@ -12,13 +12,18 @@ struct pf_listener {
     int fd;
     int spare_fd; /* closed to accept-and-drop when at the fd limit, so poll() does not spin */
     uint64_t refused; /* connections dropped for lack of descriptors */
+    int paused;       /* out of descriptors: the owner stops polling the listener for a while */
 };
 
 /* Opens host:port (host "" = all IPv4 interfaces) with SO_REUSEPORT; 0 or -1 (errno kept). */
 int pf_listener_open(struct pf_listener *l, const char *host, int port);
 /* Accepts one pending connection (non-blocking, TCP_NODELAY); -1 when none is pending. At the
- * fd limit it drops the pending connection instead, so the caller's loop does not spin. */
+ * fd limit it drops one pending connection and sets paused: the caller must stop watching the
+ * listener until descriptors may be free again (pf_listener_resume), or a level-triggered
+ * poller would spin on it. */
 int pf_listener_accept(struct pf_listener *l);
+/* Gets the spare descriptor back; 0 when the listener may be watched again. */
+int pf_listener_resume(struct pf_listener *l);
 void pf_listener_close(struct pf_listener *l);
 
 #endif

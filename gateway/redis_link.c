@@ -3,13 +3,11 @@
  * Channel state machine (one command in flight per channel, like a small TCP state machine):
  *   NONE --want--> SUBSCRIBING --reply--> SUBSCRIBED --no shard wants it--> UNSUBSCRIBING --reply-->
  *   NONE. pf_rchan_reconcile() moves a channel toward what the shards want whenever a reply or a
- *   WANT/DROP arrives, so bursts of churn collapse instead of piling up commands. Hiredis 0.14
- *   loses a subscribe callback when SUBSCRIBE and UNSUBSCRIBE of one channel overlap, which this
- *   rule also avoids. */
+ *   WANT/DROP arrives, so bursts of churn collapse instead of piling up commands. Each command's
+ *   reply, errors included, comes back to it through redis_conn's FIFO: a SUBSCRIBE that Redis
+ *   refuses (ACL) fails that channel alone. */
 #include "redis_link.h"
 
-#include <hiredis/adapters/libevent.h>
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +15,7 @@
 
 #include "batch.h"
 #include "log.h"
+#include "redis_conn.h"
 #include "shard.h"
 
 /* Redis answers in order within milliseconds; a SUBSCRIBE without a reply this long means the
@@ -33,8 +32,6 @@ struct pf_rchan {
     enum pf_rstate state;
     int dirty;
     int failed;           /* Redis refused SUBSCRIBE: refused until no shard wants it */
-    uint64_t sent_us;     /* when the SUBSCRIBE in flight was sent */
-    struct pf_rchan *sub_next; /* in the FIFO of SUBSCRIBEs awaiting their reply */
     uint64_t deadline_us;
     struct pf_rchan *dirty_next;
     struct pf_batch batch;
@@ -214,8 +211,6 @@ void pf_link_drain(struct pf_link *l)
 
 /* ---- channel state ----------------------------------------------------------------------- */
 
-static void pf_link_sub_cb(redisAsyncContext *ac, void *r, void *priv);
-
 static void pf_rchan_maybe_free(struct pf_link *l, struct pf_rchan *c)
 {
     if (c->want_mask || c->state != PF_RS_NONE || c->dirty)
@@ -225,15 +220,18 @@ static void pf_rchan_maybe_free(struct pf_link *l, struct pf_rchan *c)
     free(c);
 }
 
+/* The reply comes back to pf_link_reply() with the channel as its tag; only one command per
+ * channel is ever in flight, so the channel's state says which command it answers. */
 static void pf_rchan_command(struct pf_link *l, struct pf_rchan *c, const char *cmd)
 {
-    /* The prefix and the channel go as one binary-safe argument. */
     char full[sizeof(l->cfg->prefix) + PF_CHANNEL_MAX];
+    const char *argv[2] = {cmd, full};
+    size_t lens[2] = {strlen(cmd), l->cfg->prefix_len + c->name_len};
 
     memcpy(full, l->cfg->prefix, l->cfg->prefix_len);
     memcpy(full + l->cfg->prefix_len, c->name, c->name_len);
-    redisAsyncCommand(l->ac, pf_link_sub_cb, l, "%s %b", cmd, full,
-                      l->cfg->prefix_len + c->name_len);
+    if (pf_rconn_command(l->rc, c, 2, argv, lens))
+        pf_error("redis: cannot queue %s %s (out of memory)", cmd, c->name);
 }
 
 static void pf_rchan_reconcile(struct pf_link *l, struct pf_rchan *c)
@@ -247,13 +245,6 @@ static void pf_rchan_reconcile(struct pf_link *l, struct pf_rchan *c)
         c->failed = 0;
     if (c->state == PF_RS_NONE && c->want_mask && !c->failed) {
         c->state = PF_RS_SUBSCRIBING;
-        c->sent_us = pf_now_us();
-        c->sub_next = NULL;
-        if (l->sub_tail)
-            l->sub_tail->sub_next = c;
-        else
-            l->sub_head = c;
-        l->sub_tail = c;
         pf_rchan_command(l, c, "SUBSCRIBE");
     } else if (c->state == PF_RS_SUBSCRIBED && !c->want_mask) {
         c->state = PF_RS_UNSUBSCRIBING;
@@ -327,45 +318,28 @@ void pf_link_post(struct pf_link *l, struct pf_msg_list *msgs)
         event_active(l->inbox_ev, EV_READ, 0);
 }
 
-/* Replies come in command order, so the answered SUBSCRIBE is normally the FIFO's head. */
-static void pf_link_sub_done(struct pf_link *l, struct pf_rchan *c)
-{
-    struct pf_rchan **pp, *prev = NULL;
+static void pf_link_drop(struct pf_link *l, const char *why);
 
-    for (pp = &l->sub_head; *pp; prev = *pp, pp = &(*pp)->sub_next)
-        if (*pp == c) {
-            *pp = c->sub_next;
-            if (l->sub_tail == c)
-                l->sub_tail = prev;
-            c->sub_next = NULL;
-            return;
-        }
-}
-
-/* A link whose oldest SUBSCRIBE has waited too long is stuck: drop it and connect again. */
+/* A link whose oldest command has waited too long is stuck: drop it and connect again. */
 static void pf_link_check_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct pf_link *l = arg;
+    uint64_t sent = l->rc ? pf_rconn_oldest_sent_us(l->rc) : 0;
 
-    if (!l->ready || !l->sub_head || pf_now_us() - l->sub_head->sent_us < PF_SUBSCRIBE_TIMEOUT_US)
+    if (!sent || pf_now_us() - sent < PF_SUBSCRIBE_TIMEOUT_US)
         return;
-    pf_warn("redis: no reply to SUBSCRIBE %s%s for %u s; reconnecting", l->cfg->prefix,
-            l->sub_head->name, PF_SUBSCRIBE_TIMEOUT_US / 1000000u);
-    redisAsyncDisconnect(l->ac);
+    pf_link_drop(l, "no reply from Redis for 5 s");
 }
 
-/* Redis answered a SUBSCRIBE with an error (e.g. ACL NOPERM). Hiredis 0.14 cannot route that
- * reply and drops the link instead; the refused command is the oldest one unanswered. Its
- * subscribers get an error; everything else is resubscribed on the next link. */
-static void pf_link_refused(struct pf_link *l, const char *why)
+/* Redis refused a SUBSCRIBE (e.g. the ACL user may not use that channel): a final answer.
+ * The channel's subscribers get an error; nothing else is touched. */
+static void pf_link_refused(struct pf_link *l, struct pf_rchan *c, const char *why)
 {
-    struct pf_rchan *c = l->sub_head;
     int s;
 
-    if (!c)
-        return;
     pf_warn("redis refused SUBSCRIBE %s%s: %s; its subscribers get an error", l->cfg->prefix,
             c->name, why);
+    c->state = PF_RS_NONE;
     c->failed = 1;
     for (s = 0; s < l->nshards; s++)
         if (c->want_mask & (1ull << s))
@@ -383,42 +357,39 @@ static int pf_reply_is(const redisReply *e, const char *s)
     return e->type == REDIS_REPLY_STRING && (size_t)e->len == n && !strncasecmp(e->str, s, n);
 }
 
-/* One callback for every reply on a subscribed channel: hiredis 0.14 routes subscribe,
- * message and unsubscribe replies of a channel to the callback of its SUBSCRIBE. */
-static void pf_link_sub_cb(redisAsyncContext *ac, void *r, void *priv)
+static void pf_link_push(void *ctx, redisReply *r)
 {
-    struct pf_link *l = priv;
-    redisReply *reply = r, *kind, *name;
-    struct pf_rchan *c;
-    const char *chan;
-    size_t chan_len;
+    struct pf_link *l = ctx;
+    const redisReply *name = r->element[1], *data = r->element[2];
 
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
-        return; /* NULL while the link is torn down; its state is reset there */
-    kind = reply->element[0];
-    name = reply->element[1];
-    if (name->type != REDIS_REPLY_STRING || (size_t)name->len < l->cfg->prefix_len)
+    if (name->type != REDIS_REPLY_STRING || data->type != REDIS_REPLY_STRING ||
+        (size_t)name->len < l->cfg->prefix_len)
         return;
-    chan = name->str + l->cfg->prefix_len;
-    chan_len = (size_t)name->len - l->cfg->prefix_len;
-    if (pf_reply_is(kind, "message")) {
-        if (reply->element[2]->type == REDIS_REPLY_STRING)
-            pf_link_on_message(l, chan, chan_len, reply->element[2]->str,
-                               (size_t)reply->element[2]->len);
-        return;
-    }
-    c = pf_dict_get(&l->chans, chan, chan_len);
-    if (!c)
-        return;
-    if (pf_reply_is(kind, "subscribe")) {
+    pf_link_on_message(l, name->str + l->cfg->prefix_len, (size_t)name->len - l->cfg->prefix_len,
+                       data->str, (size_t)data->len);
+}
+
+static void pf_link_chan_reply(struct pf_link *l, struct pf_rchan *c, redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ERROR) {
         if (c->state == PF_RS_SUBSCRIBING)
-            pf_link_sub_done(l, c);
+            pf_link_refused(l, c, r->str);
+        else {
+            pf_warn("redis: UNSUBSCRIBE %s%s failed: %s", l->cfg->prefix, c->name, r->str);
+            c->state = PF_RS_NONE;
+        }
+    } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+               pf_reply_is(r->element[0], "subscribe")) {
         c->state = PF_RS_SUBSCRIBED;
         pf_stat_add(&l->stats.channels, 1);
         pf_link_confirm(l, c);
-    } else if (pf_reply_is(kind, "unsubscribe")) {
+    } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+               pf_reply_is(r->element[0], "unsubscribe")) {
         c->state = PF_RS_NONE;
         pf_stat_add(&l->stats.channels, -1);
+    } else {
+        pf_link_drop(l, "unexpected reply to (UN)SUBSCRIBE");
+        return;
     }
     pf_rchan_reconcile(l, c);
 }
@@ -446,7 +417,6 @@ static void pf_link_lost(struct pf_link *l)
     size_t i;
     int s;
 
-    l->ac = NULL;
     l->ready = 0;
     if (!l->down_since_us)
         l->down_since_us = pf_now_us();
@@ -457,12 +427,10 @@ static void pf_link_lost(struct pf_link *l)
         for (e = l->chans.buckets[i]; e; e = e->next) {
             struct pf_rchan *c = e->val;
             c->state = PF_RS_NONE;
-            c->sub_next = NULL;
             if (!c->failed)
                 c->confirm_mask = c->want_mask;
         }
     }
-    l->sub_head = l->sub_tail = NULL;
     for (s = 0; s < l->nshards; s++) {
         struct pf_msg *m = pf_msg_new(PF_MSG_RESET, NULL, 0);
         if (m)
@@ -487,19 +455,11 @@ static void pf_link_resubscribe(struct pf_link *l)
         pf_info("redis: resubscribing %zu channels", n);
 }
 
-static void pf_link_hello_cb(redisAsyncContext *ac, void *r, void *priv)
+/* The link is usable (AUTH and CLIENT SETNAME answered): (re)subscribe what shards want. */
+static void pf_link_ready(struct pf_link *l)
 {
-    struct pf_link *l = priv;
-    redisReply *reply = r;
-
-    if (!reply)
-        return;
-    if (reply->type == REDIS_REPLY_ERROR) {
-        pf_error("redis: %s (check the password in --redis); retrying", reply->str);
-        redisAsyncDisconnect(ac);
-        return;
-    }
     l->ready = 1;
+    l->down_logged = 0;
     l->retry_ms = 100;
     __atomic_store_n(&l->stats.up, 1, __ATOMIC_RELAXED);
     if (l->was_up) {
@@ -515,60 +475,81 @@ static void pf_link_hello_cb(redisAsyncContext *ac, void *r, void *priv)
     l->was_up = 1;
 }
 
-static void pf_link_connect_cb(const redisAsyncContext *ac, int status)
+static void pf_link_reply(void *ctx, void *priv, redisReply *r)
 {
-    struct pf_link *l = ac->data;
+    struct pf_link *l = ctx;
 
-    if (status != REDIS_OK) {
-        pf_warn("redis: cannot connect: %s; retrying", ac->errstr);
-        l->ac = NULL; /* hiredis frees the context after this callback */
-        pf_link_schedule_retry(l);
+    if (priv == &l->auth_tag || priv == &l->hello_tag) {
+        if (r->type == REDIS_REPLY_ERROR) {
+            pf_error("redis: %s%s; retrying", r->str,
+                     priv == &l->auth_tag ? " (check the credentials in --redis)" : "");
+            pf_link_drop(l, r->str);
+        } else if (priv == &l->hello_tag) {
+            pf_link_ready(l);
+        }
         return;
     }
-    /* AUTH (when configured) then CLIENT SETNAME: the second reply proves the link usable
-     * before any SUBSCRIBE, whose errors hiredis 0.14 would swallow in subscribed mode. */
-    if (l->cfg->redis.password[0] && l->cfg->redis.user[0])
-        redisAsyncCommand(l->ac, NULL, NULL, "AUTH %s %s", l->cfg->redis.user,
-                          l->cfg->redis.password);
-    else if (l->cfg->redis.password[0])
-        redisAsyncCommand(l->ac, NULL, NULL, "AUTH %s", l->cfg->redis.password);
-    redisAsyncCommand(l->ac, pf_link_hello_cb, l, "CLIENT SETNAME push-gateway");
+    pf_link_chan_reply(l, priv, r);
 }
 
-static void pf_link_disconnect_cb(const redisAsyncContext *ac, int status)
+/* Drops the connection (ours to close, or Redis closed it) and schedules a new one. */
+static void pf_link_drop(struct pf_link *l, const char *why)
 {
-    struct pf_link *l = ac->data;
-
-    if (l->stopping)
+    if (!l->rc)
         return;
-    if (ac->err == REDIS_ERR_OTHER && l->ready)
-        pf_link_refused(l, ac->errstr);
+    pf_rconn_free(l->rc);
+    l->rc = NULL;
     if (l->ready || l->was_up) {
-        pf_stat_add(&l->stats.reconnects, 1);
-        pf_warn("redis link down: %s; messages published until it is back are not delivered",
-                status == REDIS_OK ? "closed" : ac->errstr);
+        if (l->ready)
+            pf_stat_add(&l->stats.reconnects, 1);
+        if (l->ready || !l->down_logged)
+            pf_warn("redis link down: %s; messages published until it is back are not delivered",
+                    why);
+    } else if (!l->down_logged) {
+        pf_warn("redis: cannot connect (%s); retrying with backoff", why);
     }
+    /* One line per outage, not one per failed retry. */
+    l->down_logged = 1;
     pf_link_lost(l);
+}
+
+static void pf_link_rc_down(void *ctx, const char *why) { pf_link_drop(ctx, why); }
+
+static void pf_link_rc_up(void *ctx)
+{
+    struct pf_link *l = ctx;
+    const struct pf_redis_url *u = &l->cfg->redis;
+    static const char *const setname[3] = {"CLIENT", "SETNAME", "push-gateway"};
+    static const size_t setname_len[3] = {6, 7, 12};
+
+    /* AUTH (when configured), then CLIENT SETNAME: its reply proves the link usable (and names
+     * the connection in CLIENT LIST) before any SUBSCRIBE. */
+    if (u->password[0]) {
+        const char *argv[3] = {"AUTH", u->user, u->password};
+        size_t lens[3] = {4, strlen(u->user), strlen(u->password)};
+        if (u->user[0])
+            pf_rconn_command(l->rc, &l->auth_tag, 3, argv, lens);
+        else {
+            argv[1] = u->password;
+            lens[1] = lens[2];
+            pf_rconn_command(l->rc, &l->auth_tag, 2, argv, lens);
+        }
+    }
+    pf_rconn_command(l->rc, &l->hello_tag, 3, setname, setname_len);
 }
 
 static void pf_link_connect(struct pf_link *l)
 {
-    const struct pf_redis_url *u = &l->cfg->redis;
-    redisAsyncContext *ac;
+    static const struct pf_rconn_handlers h = {pf_link_rc_up, pf_link_rc_down, pf_link_reply,
+                                               pf_link_push};
 
-    ac = u->path[0] ? redisAsyncConnectUnix(u->path) : redisAsyncConnect(u->host, u->port);
-    if (!ac || ac->err) {
-        pf_warn("redis: cannot connect: %s; retrying", ac ? ac->errstr : "out of memory");
-        if (ac)
-            redisAsyncFree(ac);
+    l->rc = pf_rconn_connect(l->base, &l->cfg->redis, &h, l);
+    if (!l->rc) {
+        if (!l->down_logged)
+            pf_warn("redis: cannot connect to %s (address not usable); retrying", l->cfg->redis_url);
+        l->down_logged = 1;
         pf_link_schedule_retry(l);
-        return;
     }
-    ac->data = l;
-    l->ac = ac;
-    redisLibeventAttach(ac, l->base);
-    redisAsyncSetConnectCallback(ac, pf_link_connect_cb);
-    redisAsyncSetDisconnectCallback(ac, pf_link_disconnect_cb);
 }
 
 int pf_link_init(struct pf_link *l, const struct pf_config *cfg, struct event_base *base,
@@ -594,8 +575,8 @@ int pf_link_init(struct pf_link *l, const struct pf_config *cfg, struct event_ba
         struct timeval second = {1, 0};
         event_add(l->check_ev, &second);
     }
-    /* Lower priority number runs first: posts go out after the turn's replies are processed. */
-    event_priority_set(l->post_ev, 1);
+    /* Lower numbers run first and the default is 1: posts go out after the turn's replies. */
+    event_priority_set(l->post_ev, 2);
     return 0;
 fail:
     pf_link_destroy(l);
@@ -608,12 +589,9 @@ void pf_link_destroy(struct pf_link *l)
 {
     size_t i;
 
-    if (l->ac) {
-        redisAsyncContext *ac = l->ac;
-        /* hiredis 0.14 cannot unset the disconnect callback, so the callback checks this. */
-        l->stopping = 1;
-        l->ac = NULL;
-        redisAsyncFree(ac);
+    if (l->rc) {
+        pf_rconn_free(l->rc); /* no handler runs after this */
+        l->rc = NULL;
     }
     if (l->chans.buckets)
         for (i = 0; i <= l->chans.mask; i++) {

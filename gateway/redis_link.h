@@ -1,6 +1,6 @@
 /* redis_link.h - the gateway's one Redis connection, and the merge windows.
  *
- * Runs on the main thread's libevent base. Owns: the hiredis async context, the table of
+ * Runs on the main thread's libevent base. Owns: the Redis connection (redis_conn), the table of
  * channels the gateway wants from Redis (which shards want each, SUBSCRIBE state, open batch),
  * the merge timer and reconnect with backoff. It keeps at most one SUBSCRIBE/UNSUBSCRIBE in
  * flight per channel, so Redis ends with exactly one subscription per wanted channel.
@@ -16,7 +16,7 @@
 #include "msg.h"
 
 struct pf_shard;
-struct redisAsyncContext;
+struct pf_rconn;
 struct pf_rchan;
 
 struct pf_link_stats {
@@ -32,11 +32,11 @@ struct pf_link_stats {
 struct pf_link {
     const struct pf_config *cfg;
     struct event_base *base;
-    struct redisAsyncContext *ac;
+    struct pf_rconn *rc;
+    char auth_tag, hello_tag; /* addresses that tag the AUTH and CLIENT SETNAME replies */
     int ready; /* connected, authenticated, channels (re)subscribing */
     int was_up;
-    int stopping;
-    struct pf_rchan *sub_head, *sub_tail; /* SUBSCRIBEs awaiting their reply, oldest first */
+    int down_logged; /* the current outage has been logged */
     uint64_t down_since_us;
     int retry_ms;
     struct pf_dict chans; /* channel name (no prefix) -> struct pf_rchan */

@@ -47,10 +47,12 @@ struct pf_schan {
     int confirmed;
 };
 
-/* One subscribe request waiting for Redis: the reply is prebuilt, sent when remaining hits 0. */
+/* One subscribe request waiting for Redis; its reply goes out when remaining hits 0 and lists
+ * the requested channels, less any that Redis refused meanwhile. */
 struct pf_ack {
     struct pf_ack *next;
-    struct pf_frame *reply;
+    struct pf_buf names;   /* the request's channels, NUL-separated, in order */
+    struct pf_buf refused; /* channels Redis refused, NUL-separated */
     uint32_t remaining;
 };
 
@@ -78,7 +80,7 @@ struct pf_conn {
     uint32_t last_rx;   /* shard clock (s) of the last bytes received */
     uint32_t deadline;  /* shard clock (s) by which a closing connection is dropped; 0 = none */
     uint32_t qoff;      /* bytes of the head frame already written */
-    size_t qbytes;
+    size_t qbytes;      /* queued frame bytes plus the queue nodes: what this reader costs */
     struct pf_shard *shard;
     struct pf_conn *prev, *next; /* the shard's connections */
     struct pf_conn *dirty_next;
@@ -91,6 +93,9 @@ struct pf_conn {
 };
 
 #define PF_NODE_CHUNK 4096
+/* A queued frame's bytes are shared, but the cap also counts the node: with many tiny frames
+ * the nodes are what a slow reader really costs. */
+#define PF_QCOST(f) ((size_t)(f)->len + sizeof(struct pf_qnode))
 #define PF_SCRATCH 65536
 #define PF_IOV 16
 
@@ -136,7 +141,7 @@ static void pf_conn_drop_queue(struct pf_conn *c, int keep_partial)
     struct pf_qnode *n = c->qhead, *next;
 
     if (keep_partial && n && c->qoff) {
-        c->qbytes = n->frame->len;
+        c->qbytes = PF_QCOST(n->frame);
         n = n->next;
         c->qhead->next = NULL;
         c->qtail = c->qhead;
@@ -174,7 +179,7 @@ static int pf_conn_push(struct pf_conn *c, struct pf_frame *f)
     else
         c->qhead = n;
     c->qtail = n;
-    c->qbytes += f->len;
+    c->qbytes += PF_QCOST(f);
     pf_conn_mark_dirty(c);
     return 0;
 }
@@ -225,7 +230,7 @@ static int pf_conn_enqueue(struct pf_conn *c, struct pf_frame *f)
 {
     if (c->closing || c->dead || c->state != PF_CS_WS)
         return -1;
-    if (c->qbytes + f->len > c->shard->cfg->max_pending_bytes) {
+    if (c->qbytes + PF_QCOST(f) > c->shard->cfg->max_pending_bytes) {
         pf_conn_close_slow(c);
         return -1;
     }
@@ -256,20 +261,41 @@ static void pf_conn_error(struct pf_conn *c, const char *code, const char *msg)
     pf_stat(&c->shard->stats.client_errors, 1);
 }
 
-/* {"op":"<kind>","channels":["a","b"]} - names passed pf_channel_check, so no escaping. */
-static struct pf_frame *pf_reply_channels(const char *kind, const struct pf_op *op)
+static int pf_names_has(const struct pf_buf *names, const char *name)
+{
+    size_t off = 0;
+
+    while (off < names->len) {
+        const char *n = (const char *)names->data + off;
+        if (!strcmp(n, name))
+            return 1;
+        off += strlen(n) + 1;
+    }
+    return 0;
+}
+
+/* {"op":"<kind>","channels":["a","b"]} from NUL-separated names, leaving out those in skip.
+ * The names passed pf_channel_check(), so they need no escaping. */
+static struct pf_frame *pf_reply_channels(const char *kind, const struct pf_buf *names,
+                                          const struct pf_buf *skip)
 {
     struct pf_buf b;
-    const char *name;
+    size_t off = 0;
+    int first = 1;
     struct pf_frame *f;
 
     pf_buf_init(&b);
     pf_buf_append_str(&b, "{\"op\":\"");
     pf_buf_append_str(&b, kind);
     pf_buf_append_str(&b, "\",\"channels\":[");
-    for (name = pf_op_next_name(op, NULL); name; name = pf_op_next_name(op, name)) {
-        if (name != (const char *)op->names.data)
+    while (off < names->len) {
+        const char *name = (const char *)names->data + off;
+        off += strlen(name) + 1;
+        if (skip && pf_names_has(skip, name))
+            continue;
+        if (!first)
             pf_buf_append_byte(&b, ',');
+        first = 0;
         pf_buf_append_byte(&b, '"');
         pf_buf_append_str(&b, name);
         pf_buf_append_byte(&b, '"');
@@ -278,6 +304,13 @@ static struct pf_frame *pf_reply_channels(const char *kind, const struct pf_op *
     f = pf_buf_ok(&b) ? pf_frame_text((const char *)b.data, b.len) : NULL;
     pf_buf_free(&b);
     return f;
+}
+
+static void pf_ack_free(struct pf_ack *ack)
+{
+    pf_buf_free(&ack->names);
+    pf_buf_free(&ack->refused);
+    free(ack);
 }
 
 /* ---- channels and subscriptions ---------------------------------------------------------- */
@@ -388,9 +421,12 @@ static void pf_ack_finish(struct pf_conn *c, struct pf_ack *ack)
             *pp = ack->next;
             break;
         }
-    if (pf_conn_enqueue(c, ack->reply))
-        pf_frame_release(ack->reply);
-    free(ack);
+    {
+        struct pf_frame *reply = pf_reply_channels("subscribed", &ack->names, &ack->refused);
+        if (reply && pf_conn_enqueue(c, reply))
+            pf_frame_release(reply);
+    }
+    pf_ack_free(ack);
 }
 
 static int pf_conn_count_new(struct pf_conn *c, const struct pf_op *op)
@@ -421,7 +457,7 @@ static void pf_conn_subscribe(struct pf_conn *c, const struct pf_op *op)
         return;
     }
     ack = calloc(1, sizeof(*ack));
-    if (!ack || !(ack->reply = pf_reply_channels("subscribed", op)))
+    if (!ack || pf_buf_append(&ack->names, op->names.data, op->names.len))
         goto fail;
     ack->next = c->acks;
     c->acks = ack;
@@ -458,14 +494,15 @@ static void pf_conn_subscribe(struct pf_conn *c, const struct pf_op *op)
         pf_ack_finish(c, ack);
     return;
 fail:
-    free(ack);
+    if (ack)
+        pf_ack_free(ack);
     pf_conn_error(c, "subscribe_failed", "out of memory");
 }
 
 static void pf_conn_unsubscribe(struct pf_conn *c, const struct pf_op *op)
 {
     const char *name;
-    struct pf_frame *reply = pf_reply_channels("unsubscribed", op);
+    struct pf_frame *reply = pf_reply_channels("unsubscribed", &op->names, NULL);
 
     for (name = pf_op_next_name(op, NULL); name; name = pf_op_next_name(op, name)) {
         struct pf_sub *sub = pf_conn_find_sub(c, name, strlen(name));
@@ -531,8 +568,7 @@ static void pf_conn_cleanup(struct pf_conn *c)
     }
     for (ack = c->acks; ack; ack = next) {
         next = ack->next;
-        pf_frame_release(ack->reply);
-        free(ack);
+        pf_ack_free(ack);
     }
     c->acks = NULL;
     pf_conn_drop_queue(c, 0);
@@ -597,6 +633,8 @@ static void pf_shard_on_failed(struct pf_shard *s, struct pf_schan *ch)
         int last = ch->nsubs == 1;
         // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): pf_sub_remove() unlinks sub from ch->subs
         pf_conn_error(sub->conn, "subscribe_failed", msg);
+        if (sub->ack) /* its request's ack will not list this channel */
+            pf_buf_append(&sub->ack->refused, ch->name, ch->name_len + 1);
         pf_sub_remove(sub); /* completes its request's ack once nothing else is waiting */
         if (last)
             return; /* ch is freed */
@@ -713,7 +751,7 @@ static void pf_conn_flush(struct pf_conn *c)
             c->qhead = h->next;
             if (!c->qhead)
                 c->qtail = NULL;
-            c->qbytes -= h->frame->len;
+            c->qbytes -= PF_QCOST(h->frame);
             pf_frame_release(h->frame);
             pf_node_put(c->shard, h);
         }
@@ -999,6 +1037,16 @@ static void pf_conn_readable(struct pf_conn *c)
 
 /* ---- the loop ---------------------------------------------------------------------------- */
 
+static void pf_shard_watch_listener(struct pf_shard *s, int on)
+{
+    struct epoll_event ev;
+
+    ev.events = on ? EPOLLIN : 0;
+    ev.data.ptr = &s->listener;
+    if (s->listener.fd >= 0)
+        epoll_ctl(s->epfd, EPOLL_CTL_MOD, s->listener.fd, &ev);
+}
+
 static void pf_shard_accept(struct pf_shard *s)
 {
     int i;
@@ -1008,8 +1056,11 @@ static void pf_shard_accept(struct pf_shard *s)
         struct epoll_event ev;
         struct pf_conn *c;
         int fd = pf_listener_accept(&s->listener);
-        if (fd < 0)
+        if (fd < 0) {
+            if (s->listener.paused)
+                pf_shard_watch_listener(s, 0); /* back on the next tick */
             return;
+        }
         c = calloc(1, sizeof(*c));
         if (!c) {
             close(fd);
@@ -1039,6 +1090,8 @@ static void pf_shard_tick(struct pf_shard *s)
     const struct pf_config *cfg = s->cfg;
     struct pf_conn *c, *next;
 
+    if (s->listener.paused && pf_listener_resume(&s->listener) == 0)
+        pf_shard_watch_listener(s, 1);
     for (c = s->conns; c; c = next) {
         next = c->next;
         if ((c->closing || c->state == PF_CS_HTTP) && c->deadline && s->now >= c->deadline) {

@@ -16,9 +16,8 @@ static void pf_sha1_block(uint32_t h[5], const unsigned char *p)
     uint32_t w[80], a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], t;
     int i;
 
-    for (i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-               (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (i = 0; i < 16; i++, p += 4)
+        w[i] = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
     for (i = 16; i < 80; i++)
         w[i] = pf_rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
     for (i = 0; i < 80; i++) {
@@ -203,7 +202,7 @@ static int pf_http_request_line(struct pf_http_req *r, const char *line, size_t 
     sp2 = memchr(target, ' ', n - (size_t)(target - line));
     if (!sp2 || sp2 == target)
         return -1;
-    if ((size_t)(line + n - sp2 - 1) != 8 || strncmp(sp2 + 1, "HTTP/1.", 7) ||
+    if ((size_t)(line + n - sp2 - 1) != 8 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0 ||
         (sp2[8] != '0' && sp2[8] != '1'))
         return -1;
     r->http_minor = sp2[8] - '0';
