@@ -26,7 +26,6 @@ struct pf_rconn {
     struct pf_rconn_handlers h;
     void *ctx;
     struct pf_rcmd *head, *tail;
-    struct event *reap_ev; /* frees the struct once no callback of ours is on the stack */
     int closing;
 };
 
@@ -38,10 +37,10 @@ static uint64_t pf_rc_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static void pf_rconn_reap(evutil_socket_t fd, short what, void *arg)
+void pf_rconn_free(struct pf_rconn *rc)
 {
-    struct pf_rconn *rc = arg;
-
+    if (!rc)
+        return;
     while (rc->head) {
         struct pf_rcmd *c = rc->head;
         rc->head = c->next;
@@ -51,18 +50,16 @@ static void pf_rconn_reap(evutil_socket_t fd, short what, void *arg)
         bufferevent_free(rc->bev);
     if (rc->reader)
         redisReaderFree(rc->reader);
-    event_free(rc->reap_ev);
     free(rc);
 }
 
-void pf_rconn_free(struct pf_rconn *rc)
+void pf_rconn_close(struct pf_rconn *rc)
 {
     if (!rc || rc->closing)
         return;
     rc->closing = 1;
     if (rc->bev)
         bufferevent_disable(rc->bev, EV_READ | EV_WRITE);
-    event_active(rc->reap_ev, 0, 0);
 }
 
 static void pf_rconn_lost(struct pf_rconn *rc, const char *why)
@@ -190,9 +187,8 @@ struct pf_rconn *pf_rconn_connect(struct event_base *base, const struct pf_redis
     rc->h = *h;
     rc->ctx = ctx;
     rc->reader = redisReaderCreate();
-    rc->reap_ev = event_new(base, -1, 0, pf_rconn_reap, rc);
     rc->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (!rc->reader || !rc->reap_ev || !rc->bev)
+    if (!rc->reader || !rc->bev)
         goto fail;
     bufferevent_setcb(rc->bev, pf_rconn_read, NULL, pf_rconn_event, rc);
     bufferevent_set_timeouts(rc->bev, NULL, &connect_timeout);
@@ -201,13 +197,7 @@ struct pf_rconn *pf_rconn_connect(struct event_base *base, const struct pf_redis
         goto fail;
     return rc;
 fail:
-    if (rc->bev)
-        bufferevent_free(rc->bev);
-    if (rc->reader)
-        redisReaderFree(rc->reader);
-    if (rc->reap_ev)
-        event_free(rc->reap_ev);
-    free(rc);
+    pf_rconn_free(rc);
     return NULL;
 }
 

@@ -38,7 +38,9 @@ int pf_rconn_command(struct pf_rconn *rc, void *priv, int argc, const char *cons
                      const size_t *lens);
 /* Microseconds (CLOCK_MONOTONIC) when the oldest unanswered command was sent; 0 if none. */
 uint64_t pf_rconn_oldest_sent_us(const struct pf_rconn *rc);
-/* Closes without calling any handler; safe from inside a handler (the memory goes later). */
+/* Stops all I/O and handlers; safe from inside a handler. The memory stays until
+ * pf_rconn_free(), which the owner calls later, outside any handler of rc. */
+void pf_rconn_close(struct pf_rconn *rc);
 void pf_rconn_free(struct pf_rconn *rc);
 
 #endif

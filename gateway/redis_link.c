@@ -497,7 +497,9 @@ static void pf_link_drop(struct pf_link *l, const char *why)
 {
     if (!l->rc)
         return;
-    pf_rconn_free(l->rc);
+    /* We may be inside one of its handlers: close now, free when the next connect starts. */
+    pf_rconn_close(l->rc);
+    l->retired = l->rc;
     l->rc = NULL;
     if (l->ready || l->was_up) {
         if (l->ready)
@@ -543,6 +545,8 @@ static void pf_link_connect(struct pf_link *l)
     static const struct pf_rconn_handlers h = {pf_link_rc_up, pf_link_rc_down, pf_link_reply,
                                                pf_link_push};
 
+    pf_rconn_free(l->retired);
+    l->retired = NULL;
     l->rc = pf_rconn_connect(l->base, &l->cfg->redis, &h, l);
     if (!l->rc) {
         if (!l->down_logged)
@@ -589,10 +593,9 @@ void pf_link_destroy(struct pf_link *l)
 {
     size_t i;
 
-    if (l->rc) {
-        pf_rconn_free(l->rc); /* no handler runs after this */
-        l->rc = NULL;
-    }
+    pf_rconn_free(l->rc);
+    pf_rconn_free(l->retired);
+    l->rc = l->retired = NULL;
     if (l->chans.buckets)
         for (i = 0; i <= l->chans.mask; i++) {
             struct pf_dict_entry *e;

@@ -33,6 +33,7 @@ struct pf_link {
     const struct pf_config *cfg;
     struct event_base *base;
     struct pf_rconn *rc;
+    struct pf_rconn *retired; /* closed inside its own handler; freed at the next connect */
     char auth_tag, hello_tag; /* addresses that tag the AUTH and CLIENT SETNAME replies */
     int ready; /* connected, authenticated, channels (re)subscribing */
     int was_up;

@@ -2,7 +2,7 @@
 # fuzz.sh - builds the libFuzzer harnesses (tests/fuzz) into build-fuzz/ and runs each for a while.
 #
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 20)
-# Env:   PF_FUZZ_BUILD_DIR (default <repo>/build-fuzz), PF_FUZZ_TARGETS (default: all five).
+# Env:   PF_FUZZ_BUILD_DIR (default <repo>/build-fuzz), PF_FUZZ_TARGETS (default: all six).
 # Each harness runs on a copy of its seed corpus in a temporary directory, so the repository is
 # never written to (except the build directory). Prints one line per target; exits 1 when any
 # target crashed, broke a property, timed out or ran out of memory, and then keeps the temporary
@@ -13,7 +13,7 @@ secs=${1:-20}
 case $secs in '' | *[!0-9]*) echo "usage: $0 [SECONDS_PER_TARGET]" >&2; exit 2 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${PF_FUZZ_BUILD_DIR:-$root/build-fuzz}
-targets=${PF_FUZZ_TARGETS:-op json channel redis_url batch}
+targets=${PF_FUZZ_TARGETS:-op json channel redis_url batch ws}
 
 # Longest input per target: long enough to reach every length branch, short enough to stay fast.
 max_len() {
@@ -23,6 +23,7 @@ max_len() {
     channel) echo 300 ;;
     redis_url) echo 1024 ;;
     batch) echo 16384 ;; # 11k control bytes escape to > 64 KiB: the 64-bit length header
+    ws) echo 9000 ;;     # an HTTP request head may be up to 8 KiB
     *) echo 4096 ;;
     esac
 }
