@@ -230,7 +230,9 @@ static int pf_conn_enqueue(struct pf_conn *c, struct pf_frame *f)
 {
     if (c->closing || c->dead || c->state != PF_CS_WS)
         return -1;
-    if (c->qbytes + PF_QCOST(f) > c->shard->cfg->max_pending_bytes) {
+    /* Slow = a backlog past the cap. One frame bigger than the cap, queued on an empty queue, is
+     * not a slow reader: the frame's bytes are shared, so it costs this reader only a node. */
+    if (c->qbytes && c->qbytes + PF_QCOST(f) > c->shard->cfg->max_pending_bytes) {
         pf_conn_close_slow(c);
         return -1;
     }

@@ -159,6 +159,19 @@ class OpsTest(harness.GatewayTestCase):
 
 class SlowConsumerTest(harness.GatewayTestCase):
 
+    def test_one_message_bigger_than_the_cap_reaches_a_reader_with_nothing_pending(self):
+        # Only a backlog makes a reader slow: a single 200 KB message under a 64 KiB cap is
+        # delivered whole, and the connection stays open.
+        gw = self.start_gateway("--merge-ms", 0, "--max-pending-bytes", 65536)
+        c = self.ws(gw, "/ws?channels=big")
+        self.assertEqual(c.recv_json(), {"op": "subscribed", "channels": ["big"]})
+        payload = "x" * 200000
+        self.assertEqual(self.publish("big", payload), 1)
+        self.assertEqual(c.recv_json(timeout=10), {"channel": "big", "messages": [payload]})
+        c.send_json({"op": "ping"})
+        self.assertEqual(c.recv_json(), {"op": "pong"})
+        self.assertEqual(gw.metric("pushfabric_slow_consumers_closed_total"), 0)
+
     def test_client_that_never_reads_is_closed_others_keep_receiving(self):
         gw = self.start_gateway("--merge-ms", 0, "--max-pending-bytes", 65536)
         self.assertEqual(gw.metric("pushfabric_slow_consumers_closed_total"), 0)
