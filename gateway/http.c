@@ -166,6 +166,9 @@ static void pf_metrics_render(const struct pf_shard *s, struct pf_buf *b)
               "SUBSCRIBEs Redis refused (e.g. ACL NOPERM).");
     pf_metric_value(b, "pushfabric_redis_subscribe_failures_total", "",
                     pf_load(&ls->subscribe_failures));
+    pf_metric(b, "pushfabric_messages_dropped_total", "counter",
+              "Messages lost because memory could not be allocated.");
+    pf_metric_value(b, "pushfabric_messages_dropped_total", "", pf_load(&ls->dropped));
     pf_metric(b, "pushfabric_redis_up", "gauge", "1 while the Redis link is up.");
     pf_metric_value(b, "pushfabric_redis_up", "",
                     (uint64_t)__atomic_load_n(&ls->up, __ATOMIC_RELAXED));

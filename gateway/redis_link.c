@@ -48,6 +48,22 @@ static uint64_t pf_now_us(void)
 
 static void pf_stat_add(uint64_t *p, int64_t d) { __atomic_add_fetch(p, (uint64_t)d, __ATOMIC_RELAXED); }
 
+/* Out of memory, messages are dropped; the log says so once per second at most, with a count,
+ * instead of once per message. */
+static void pf_link_dropped(struct pf_link *l, const char *what, const char *chan, uint64_t n)
+{
+    uint64_t now = pf_now_us();
+
+    pf_stat_add(&l->stats.dropped, (int64_t)n);
+    l->drops_unlogged += n;
+    if (now - l->drop_logged_us < 1000000u)
+        return;
+    pf_error("out of memory: dropped %llu message(s) since the last report (latest: %s for "
+             "channel %s)", (unsigned long long)l->drops_unlogged, what, chan);
+    l->drops_unlogged = 0;
+    l->drop_logged_us = now;
+}
+
 /* ---- handing messages to shards ---------------------------------------------------------- */
 
 static void pf_link_queue(struct pf_link *l, int shard, struct pf_msg *m)
@@ -109,6 +125,7 @@ static void pf_link_arm_flush(struct pf_link *l)
 static void pf_link_flush_chan(struct pf_link *l, struct pf_rchan *c)
 {
     struct pf_frame *f;
+    uint32_t count = c->batch.count;
     int i, n = 0;
 
     if (!c->want_mask) {
@@ -117,7 +134,8 @@ static void pf_link_flush_chan(struct pf_link *l, struct pf_rchan *c)
     }
     f = pf_batch_finish(&c->batch);
     if (!f) {
-        pf_error("out of memory: dropped a batch for channel %s", c->name);
+        pf_link_dropped(l, "a batch", c->name, count);
+        pf_batch_free(&c->batch);
         return;
     }
     for (i = 0; i < l->nshards; i++) {
@@ -169,7 +187,7 @@ static void pf_link_on_message(struct pf_link *l, const char *chan, size_t chan_
     if (c->batch.count && pf_batch_bytes(&c->batch) + len > l->cfg->merge_max_bytes)
         pf_link_flush_chan(l, c);
     if (pf_batch_add(&c->batch, c->name, c->name_len, (const unsigned char *)data, len)) {
-        pf_error("out of memory: dropped a message for channel %s", c->name);
+        pf_link_dropped(l, "a message", c->name, 1);
         return;
     }
     if (l->cfg->merge_ms == 0 || pf_batch_bytes(&c->batch) >= l->cfg->merge_max_bytes) {

@@ -26,6 +26,7 @@ struct pf_link_stats {
     uint64_t channels; /* channels subscribed in Redis right now */
     uint64_t down_ms;  /* total time the link was down after first coming up */
     uint64_t subscribe_failures; /* SUBSCRIBEs Redis refused */
+    uint64_t dropped;            /* messages lost to allocation failures */
     int up;
 };
 
@@ -39,6 +40,7 @@ struct pf_link {
     int was_up;
     int down_logged; /* the current outage has been logged */
     uint64_t down_since_us;
+    uint64_t drops_unlogged, drop_logged_us;
     int retry_ms;
     struct pf_dict chans; /* channel name (no prefix) -> struct pf_rchan */
     struct pf_rchan *dirty_head, *dirty_tail; /* open batches, oldest deadline first */

@@ -888,3 +888,110 @@ class GracefulShutdownTest(FaultTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def is_asan_build(path):
+    with open(path, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+class MemoryCapTest(FaultTestCase):
+    """The gateway under a hard memory cap, filled by never-reading clients holding 1 MB frames:
+    no crash, no spin, the reading subscriber keeps receiving, and once memory is free again
+    everything works as before. The cap is RLIMIT_AS (prlimit) for a plain build; an ASan build
+    reserves terabytes of shadow address space, so there the cap is ASan's own RSS limit with
+    malloc returning NULL past it (soft_rss_limit_mb + allocator_may_return_null)."""
+
+    N_SLOW = 20
+    MSG = 1 << 20
+    COUNT = 400  # 400 MB of frames held by the slow readers: well past either cap
+
+    def start_capped(self):
+        args = ["--merge-ms", 0, "--threads", 2, "--max-pending-bytes", 1 << 30]
+        if is_asan_build(harness.GATEWAY):
+            env = dict(os.environ)
+            env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") +
+                                   ":allocator_may_return_null=1:soft_rss_limit_mb=300").lstrip(":")
+            os.environ.update(env)  # WrappedGateway inherits the environment
+            self.addCleanup(os.environ.__setitem__, "ASAN_OPTIONS",
+                            env["ASAN_OPTIONS"].replace(
+                                ":allocator_may_return_null=1:soft_rss_limit_mb=300", ""))
+            return WrappedGateway([], self.redis, *args), "ASan soft RSS limit 300 MB"
+        return (WrappedGateway(["prlimit", "--as=%d" % (400 << 20)], self.redis, *args),
+                "RLIMIT_AS 400 MiB")
+
+    def test_memory_cap_no_crash_no_spin_service_comes_back(self):
+        gw, cap = self.start_capped()
+        self._gateways.append(gw)
+        fast = self.ws(gw, "/ws?channels=mem")
+        self.assertEqual(fast.recv_json(5), {"op": "subscribed", "channels": ["mem"]})
+        slow = []
+        for i in range(self.N_SLOW):
+            c = self.ws(gw, "/ws?channels=mem", rcvbuf=4096)
+            self.assertEqual(c.recv_json(5), {"op": "subscribed", "channels": ["mem"]})
+            slow.append(c)
+        got = []
+        stop = threading.Event()
+
+        def reader():
+            while not stop.is_set():
+                try:
+                    op, data = fast.recv_message(0.5)
+                except socket.timeout:
+                    continue
+                except (OSError, wsclient.WSError) as e:
+                    got.append(("error", repr(e)))
+                    return
+                for m in STAMP_SEQ.finditer(data):
+                    got.append(int(m.group(1)))
+
+        rt = threading.Thread(target=reader, daemon=True)
+        rt.start()
+        r = self.redis.conn()
+        pad = "x" * self.MSG
+        try:
+            for i in range(self.COUNT):
+                r.call("PUBLISH", "push:mem", '{"seq":%d,"p":"%s"}' % (i, pad))
+        finally:
+            r.close()
+        time.sleep(1.0)
+        self.assertTrue(gw.alive(), "gateway died under the memory cap: " + "\n".join(
+            gw.proc.lines[-20:]))
+        cpu0 = cpu_seconds(gw.pid)
+        time.sleep(2.0)
+        cpu = cpu_seconds(gw.pid) - cpu0
+        during = [g for g in got if isinstance(g, int)]
+        print("\n[memory-cap] %s: fast reader got %d of %d 1 MB messages while %d readers held "
+              "frames; gateway CPU %.2f s over 2 s idle; log: %s" % (
+                  cap, len(during), self.COUNT, self.N_SLOW, cpu,
+                  [l[25:120] for l in gw.proc.lines if "memory" in l][:3]), file=sys.stderr)
+        self.assertLess(cpu, 0.5, "the gateway spins under the memory cap")
+        self.assertGreater(len(during), 0, "the reading subscriber got nothing under the cap")
+        self.assertEqual(during, sorted(set(during)), "duplicates or reordering under the cap")
+        # free the memory: the never-reading clients go away, and with them their frames
+        for c in slow:
+            c.abort()
+        self.assertEqual(self.wait_metric(gw, "pushfabric_connections", 1, timeout=15), 1)
+        stop.set()
+        rt.join(5)
+        # service is back: the same subscriber and a new one receive every message, in order
+        new = self.ws(gw, "/ws?channels=mem")
+        self.assertEqual(new.recv_json(5), {"op": "subscribed", "channels": ["mem"]})
+        drained = 0
+        while True:  # what the fast reader had not read yet
+            try:
+                fast.recv_message(1.0)
+                drained += 1
+            except socket.timeout:
+                break
+        for k in range(10):
+            self.assertEqual(self.publish("mem", '{"seq":%d}' % (1000 + k)), 1)
+            want = (OP_TEXT, batch_bytes("mem", [b'{"seq":%d}' % (1000 + k)]))
+            self.assertEqual(fast.recv_message(5), want)
+            self.assertEqual(new.recv_message(5), want)
+
+
+STAMP_SEQ = re.compile(rb'"seq":(\d+)')
