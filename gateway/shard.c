@@ -76,6 +76,8 @@ struct pf_conn {
     uint8_t ping_sent;
     uint8_t in_message; /* a fragmented text message is being received */
     uint8_t dead;
+    uint8_t shut;       /* our side is closed (FIN sent); waiting for the peer's */
+    uint8_t counted;    /* included in the connections gauge */
     uint32_t utf8;      /* UTF-8 state of the text message being received */
     uint32_t last_rx;   /* shard clock (s) of the last bytes received */
     uint32_t deadline;  /* shard clock (s) by which a closing connection is dropped; 0 = none */
@@ -690,6 +692,13 @@ static void pf_conn_set_out(struct pf_conn *c, int want)
         c->want_out = (uint8_t)want;
 }
 
+static void pf_conn_uncount(struct pf_conn *c)
+{
+    if (c->counted)
+        pf_stat(&c->shard->stats.connections, -1);
+    c->counted = 0;
+}
+
 /* Closes the socket and gives everything back; the struct itself is freed at the end of the
  * loop turn, since other events of this turn may still point at it. */
 static void pf_conn_kill(struct pf_conn *c)
@@ -702,8 +711,7 @@ static void pf_conn_kill(struct pf_conn *c)
     epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
-    if (c->state == PF_CS_WS)
-        pf_stat(&s->stats.connections, -1);
+    pf_conn_uncount(c);
     pf_conn_cleanup(c);
     if (c->msg) {
         pf_buf_free(c->msg);
@@ -761,7 +769,17 @@ static void pf_conn_flush(struct pf_conn *c)
             break; /* the kernel took part of a frame: its buffer is full */
     }
     if (!c->qhead && c->closing) {
-        pf_conn_kill(c);
+        /* Half-close, then wait (bounded by the deadline) for the peer's FIN: closing at once
+         * with unread input would send an RST that can destroy the response or close frame
+         * still in flight. */
+        if (!c->shut) {
+            c->shut = 1;
+            pf_conn_uncount(c); /* closed as far as clients and the drain are concerned */
+            pf_conn_cleanup(c); /* and its subscriptions go now, not when the peer answers */
+            shutdown(c->fd, SHUT_WR);
+            c->deadline = c->shard->now + 2;
+        }
+        pf_conn_set_out(c, 0);
         return;
     }
     pf_conn_set_out(c, c->qhead != NULL);
@@ -909,6 +927,7 @@ static void pf_conn_upgrade(struct pf_conn *c, const struct pf_http_req *req)
     c->state = PF_CS_WS;
     c->last_rx = c->shard->now;
     pf_stat(&c->shard->stats.connections, 1);
+    c->counted = 1;
     pf_stat(&c->shard->stats.connections_total, 1);
     if (c->shard->draining) {
         pf_conn_close(c, PF_WS_GOING_AWAY, "server shutting down");
@@ -1007,8 +1026,8 @@ static void pf_conn_readable(struct pf_conn *c)
         pf_conn_kill(c);
         return;
     }
-    if (n < 0)
-        return;
+    if (n < 0 || c->shut)
+        return; /* after our FIN, input is read only to see the peer's EOF */
     c->last_rx = s->now;
     c->ping_sent = 0;
     if (c->in) {
