@@ -5,6 +5,11 @@
  * (hiredis, synchronous: append all commands of a step, then read their replies). Channels are
  * used round-robin. Prints what it sent and the sum of PUBLISH's receiver counts (the number of
  * gateways, i.e. Redis subscribers, that got each message).
+ *
+ * --seq-per-channel (bench/soak.sh): {"t":..,"c":<channel index>,"s":<that channel's own sequence,
+ * from 1>,"p":..}, so loadgen --check-seq can find gaps and duplicates per channel; --out FILE
+ * gets the summary with per-channel counts, last seq and the "t" of each channel's last message.
+ * SIGINT / SIGTERM stop publishing early and still write the summary.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -12,6 +17,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <hiredis/hiredis.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,8 +31,17 @@ struct pf_pub_opts {
     char host[256], prefix[128];
     int port, channels, size;
     double rate, duration;
-    int quiet;
+    int quiet, seq_per_channel;
+    const char *out;
 };
+
+static volatile sig_atomic_t pf_pub_stop;
+
+static void pf_pub_on_signal(int sig)
+{
+    (void)sig;
+    pf_pub_stop = 1;
+}
 
 struct pf_pub {
     struct pf_pub_opts o;
@@ -37,6 +52,7 @@ struct pf_pub {
     char *buf;
     size_t buf_cap;
     uint64_t sent, seq, receivers, errors, max_step_us, late_steps;
+    uint64_t *ch_seq, *ch_last_t; /* --seq-per-channel: last seq (= count) and its "t" per channel */
 };
 
 static uint64_t pf_pub_now(clockid_t clk)
@@ -63,11 +79,16 @@ static void pf_pub_usage(FILE *f)
             "                      never less than the bare {\"t\":..,\"s\":..,\"p\":\"\"})\n"
             "  --duration S        seconds to publish (default 10)\n"
             "  --quiet             no per-second status line\n"
-            "Payload: {\"t\":<CLOCK_REALTIME microseconds>,\"s\":<sequence>,\"p\":\"xxx...\"}\n");
+            "  --seq-per-channel   payload {\"t\":..,\"c\":<channel index>,\"s\":<per-channel seq>,\"p\":..},\n"
+            "                      each channel counting from 1 (for loadgen --check-seq)\n"
+            "  --out FILE          also write the JSON summary to FILE, with per-channel sent,\n"
+            "                      last_seq and last_t arrays (for loadgen --expect-last)\n"
+            "Payload: {\"t\":<CLOCK_REALTIME microseconds>,\"s\":<sequence>,\"p\":\"xxx...\"}\n"
+            "SIGINT/SIGTERM stop publishing and print the summary.\n");
 }
 
 enum { PF_PUB_HOST = 256, PF_PUB_PORT, PF_PUB_CHANS, PF_PUB_PREFIX, PF_PUB_RATE, PF_PUB_SIZE,
-       PF_PUB_DUR, PF_PUB_QUIET, PF_PUB_HELP };
+       PF_PUB_DUR, PF_PUB_QUIET, PF_PUB_HELP, PF_PUB_SEQCH, PF_PUB_OUT };
 
 static void pf_pub_opt(struct pf_pub_opts *o, int opt, const char *arg)
 {
@@ -80,6 +101,8 @@ static void pf_pub_opt(struct pf_pub_opts *o, int opt, const char *arg)
     case PF_PUB_SIZE: o->size = atoi(arg); break;
     case PF_PUB_DUR: o->duration = atof(arg); break;
     case PF_PUB_QUIET: o->quiet = 1; break;
+    case PF_PUB_SEQCH: o->seq_per_channel = 1; break;
+    case PF_PUB_OUT: o->out = arg; break;
     case PF_PUB_HELP: pf_pub_usage(stdout); exit(0);
     default: pf_pub_usage(stderr); exit(2);
     }
@@ -92,7 +115,8 @@ static void pf_pub_parse(struct pf_pub_opts *o, int argc, char **argv)
         {"channels", required_argument, NULL, PF_PUB_CHANS},  {"prefix", required_argument, NULL, PF_PUB_PREFIX},
         {"rate", required_argument, NULL, PF_PUB_RATE},       {"size", required_argument, NULL, PF_PUB_SIZE},
         {"duration", required_argument, NULL, PF_PUB_DUR},    {"quiet", no_argument, NULL, PF_PUB_QUIET},
-        {"help", no_argument, NULL, PF_PUB_HELP},             {NULL, 0, NULL, 0}};
+        {"help", no_argument, NULL, PF_PUB_HELP},             {"seq-per-channel", no_argument, NULL, PF_PUB_SEQCH},
+        {"out", required_argument, NULL, PF_PUB_OUT},          {NULL, 0, NULL, 0}};
     int opt;
 
     snprintf(o->host, sizeof(o->host), "127.0.0.1");
@@ -119,7 +143,9 @@ static int pf_pub_setup(struct pf_pub *p)
     p->pad = malloc((size_t)p->o.size + 1);
     p->buf_cap = (size_t)p->o.size + 128;
     p->buf = malloc(p->buf_cap);
-    if (!p->chans || !p->chan_len || !p->pad || !p->buf)
+    p->ch_seq = calloc((size_t)p->o.channels, sizeof(*p->ch_seq));
+    p->ch_last_t = calloc((size_t)p->o.channels, sizeof(*p->ch_last_t));
+    if (!p->chans || !p->chan_len || !p->pad || !p->buf || !p->ch_seq || !p->ch_last_t)
         return -1;
     memset(p->pad, 'x', (size_t)p->o.size);
     p->pad[p->o.size] = 0;
@@ -140,12 +166,24 @@ static int pf_pub_setup(struct pf_pub *p)
     return 0;
 }
 
-/* Builds the next payload into p->buf, padded to --size bytes; returns its length. */
-static size_t pf_pub_payload(struct pf_pub *p)
+/* Builds the next payload (for channel ch) into p->buf, padded to --size bytes; returns its length. */
+static size_t pf_pub_payload(struct pf_pub *p, int ch)
 {
-    int head = snprintf(p->buf, p->buf_cap, "{\"t\":%llu,\"s\":%llu,\"p\":\"",
-                        (unsigned long long)pf_pub_now(CLOCK_REALTIME), (unsigned long long)p->seq++);
-    int pad = p->o.size - head - 2;
+    uint64_t t = pf_pub_now(CLOCK_REALTIME);
+    int head;
+    int pad;
+
+    if (p->o.seq_per_channel) {
+        p->ch_seq[ch]++;
+        p->ch_last_t[ch] = t;
+        head = snprintf(p->buf, p->buf_cap, "{\"t\":%llu,\"c\":%d,\"s\":%llu,\"p\":\"", (unsigned long long)t, ch,
+                        (unsigned long long)p->ch_seq[ch]);
+        p->seq++;
+    } else {
+        head = snprintf(p->buf, p->buf_cap, "{\"t\":%llu,\"s\":%llu,\"p\":\"", (unsigned long long)t,
+                        (unsigned long long)p->seq++);
+    }
+    pad = p->o.size - head - 2;
 
     if (pad < 0)
         pad = 0;
@@ -160,7 +198,7 @@ static int pf_pub_step(struct pf_pub *p, uint64_t n)
 
     for (i = 0; i < n; i++) {
         int ch = (int)((p->sent + i) % (uint64_t)p->o.channels);
-        size_t len = pf_pub_payload(p);
+        size_t len = pf_pub_payload(p, ch);
         redisAppendCommand(p->rc, "PUBLISH %b %b", p->chans[ch], p->chan_len[ch], p->buf, len);
     }
     for (i = 0; i < n; i++) {
@@ -192,7 +230,7 @@ static int pf_pub_run(struct pf_pub *p, uint64_t *t_elapsed)
     uint64_t t0 = pf_pub_now(CLOCK_MONOTONIC), next = t0, last_print = t0, last_sent = 0;
     uint64_t total = (uint64_t)(p->o.rate * p->o.duration + 0.5);
 
-    while (p->sent < total) {
+    while (p->sent < total && !pf_pub_stop) {
         uint64_t now = pf_pub_now(CLOCK_MONOTONIC);
         uint64_t due = (uint64_t)(p->o.rate * (double)(now - t0) / 1e6) + 1, n;
         if (due > total)
@@ -232,29 +270,78 @@ static void pf_pub_free(struct pf_pub *p)
     free(p->chan_len);
     free(p->pad);
     free(p->buf);
+    free(p->ch_seq);
+    free(p->ch_last_t);
     if (p->rc)
         redisFree(p->rc);
+}
+
+static void pf_pub_array(FILE *f, const char *key, const uint64_t *v, int n)
+{
+    int i;
+
+    fprintf(f, ",\"%s\":[", key);
+    for (i = 0; i < n; i++)
+        fprintf(f, "%s%llu", i ? "," : "", (unsigned long long)v[i]);
+    fprintf(f, "]");
+}
+
+static void pf_pub_summary(FILE *f, const struct pf_pub *p, uint64_t el, int rc, int per_channel)
+{
+    fprintf(f, "{\"sent\":%llu,\"elapsed_s\":%.3f,\"rate\":%.1f,\"channels\":%d,\"size\":%d,\"receivers\":%llu,"
+               "\"receivers_per_msg\":%.3f,\"errors\":%llu,\"late_steps\":%llu,\"ok\":%s",
+            (unsigned long long)p->sent, (double)el / 1e6, el ? (double)p->sent * 1e6 / (double)el : 0.0,
+            p->o.channels, p->o.size, (unsigned long long)p->receivers,
+            p->sent ? (double)p->receivers / (double)p->sent : 0.0, (unsigned long long)p->errors,
+            (unsigned long long)p->late_steps, rc ? "false" : "true");
+    if (per_channel && p->o.seq_per_channel) {
+        fprintf(f, ",\"seq_per_channel\":true,\"stopped_early\":%s", pf_pub_stop ? "true" : "false");
+        pf_pub_array(f, "sent_per_channel", p->ch_seq, p->o.channels); /* seqs start at 1: count = last */
+        pf_pub_array(f, "last_seq", p->ch_seq, p->o.channels);
+        pf_pub_array(f, "last_t", p->ch_last_t, p->o.channels);
+    }
+    fprintf(f, "}\n");
 }
 
 int main(int argc, char **argv)
 {
     struct pf_pub p;
+    struct sigaction sa;
     uint64_t el = 0;
     int rc;
 
     memset(&p, 0, sizeof(p));
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = pf_pub_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     pf_pub_parse(&p.o, argc, argv);
     if (pf_pub_setup(&p)) {
         pf_pub_free(&p);
         return 1;
     }
     rc = pf_pub_run(&p, &el);
-    printf("{\"sent\":%llu,\"elapsed_s\":%.3f,\"rate\":%.1f,\"channels\":%d,\"size\":%d,\"receivers\":%llu,"
-           "\"receivers_per_msg\":%.3f,\"errors\":%llu,\"late_steps\":%llu,\"ok\":%s}\n",
-           (unsigned long long)p.sent, (double)el / 1e6, el ? (double)p.sent * 1e6 / (double)el : 0.0,
-           p.o.channels, p.o.size, (unsigned long long)p.receivers,
-           p.sent ? (double)p.receivers / (double)p.sent : 0.0, (unsigned long long)p.errors,
-           (unsigned long long)p.late_steps, rc ? "false" : "true");
+    pf_pub_summary(stdout, &p, el, rc, 0);
+    if (p.o.seq_per_channel && !p.o.quiet) {
+        int i;
+        fprintf(stderr, "pubload: last seq per channel:");
+        for (i = 0; i < p.o.channels; i++)
+            fprintf(stderr, " %d:%llu", i, (unsigned long long)p.ch_seq[i]);
+        fprintf(stderr, "\n");
+    }
+    if (p.o.out) {
+        char tmp[4096];
+        FILE *f;
+        snprintf(tmp, sizeof(tmp), "%s.tmp", p.o.out);
+        f = fopen(tmp, "w");
+        if (f) {
+            pf_pub_summary(f, &p, el, rc, 1);
+            fclose(f);
+            rename(tmp, p.o.out);
+        } else {
+            perror("pubload: --out");
+        }
+    }
     pf_pub_free(&p);
     return rc ? 1 : 0;
 }
