@@ -1,45 +1,16 @@
 /* redis_url.c - see redis_url.h. */
 #include "redis_url.h"
 
+#include "percent.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int pf_hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Copies [s, s+n) into out, decoding %XX; refuses NUL bytes and overflow. */
 static int pf_copy_decoded(char *out, size_t outlen, const char *s, size_t n)
 {
-    size_t i, o = 0;
-
-    for (i = 0; i < n; i++) {
-        int c = (unsigned char)s[i];
-        if (c == '%') {
-            int hi, lo;
-            if (i + 2 >= n)
-                return -1;
-            hi = pf_hexval(s[i + 1]);
-            lo = pf_hexval(s[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -1;
-            c = hi * 16 + lo;
-            i += 2;
-        }
-        if (c == 0 || o + 1 >= outlen)
-            return -1;
-        out[o++] = (char)c;
-    }
-    out[o] = 0;
-    return 0;
+    return pf_percent_decode(s, n, out, outlen) < 0 ? -1 : 0;
 }
 
 static int pf_parse_int(const char *s, size_t n, int min, int max, int *out)

@@ -1,7 +1,8 @@
 /* ws.c - see ws.h. */
 #include "ws.h"
 
-#include <ctype.h>
+#include "percent.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,14 +267,6 @@ int pf_ws_check_upgrade(const struct pf_http_req *r, const char **why)
     return 0;
 }
 
-static int pf_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)tolower((unsigned char)c);
-    return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
-}
-
 int pf_http_query_param(const char *query, const char *name, char *out, size_t outlen)
 {
     size_t nl = strlen(name);
@@ -282,28 +275,8 @@ int pf_http_query_param(const char *query, const char *name, char *out, size_t o
     while (p && *p) {
         const char *amp = strchr(p, '&');
         size_t seg = amp ? (size_t)(amp - p) : strlen(p);
-        if (seg > nl && p[nl] == '=' && !strncmp(p, name, nl)) {
-            size_t i, o = 0;
-            for (i = nl + 1; i < seg; i++) {
-                int c = (unsigned char)p[i];
-                if (c == '%') {
-                    int hi, lo;
-                    if (i + 2 >= seg)
-                        return -1;
-                    hi = pf_hex(p[i + 1]);
-                    lo = pf_hex(p[i + 2]);
-                    if (hi < 0 || lo < 0)
-                        return -1;
-                    c = hi * 16 + lo;
-                    i += 2;
-                }
-                if (o + 1 >= outlen)
-                    return -1;
-                out[o++] = (char)c;
-            }
-            out[o] = 0;
-            return (int)o;
-        }
+        if (seg > nl && p[nl] == '=' && !strncmp(p, name, nl))
+            return pf_percent_decode(p + nl + 1, seg - nl - 1, out, outlen);
         p = amp ? amp + 1 : NULL;
     }
     return -1;
