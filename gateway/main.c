@@ -1,7 +1,7 @@
 /* main.c - push-gateway: wires the configuration, the shards and the Redis link together.
  *
  * The main thread runs the libevent loop that carries the Redis link and the signals; each shard
- * runs its own lws loop on its own thread. Owns: start-up order and shutdown. Must not: hold any
+ * runs its own epoll loop on its own thread. Owns: start-up order and shutdown. Must not: hold any
  * state beyond the lifetime of main(). */
 #include <event2/event.h>
 #include <event2/thread.h>

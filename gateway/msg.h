@@ -1,7 +1,7 @@
 /* msg.h - what the Redis link and the shards tell each other, and the queue that carries it.
  *
  * Cross-thread handoff is explicit: the sender appends messages to the receiver's pf_queue under
- * its mutex, then wakes the receiver (lws_cancel_service for a shard, event_active for the link).
+ * its mutex, then wakes the receiver (an eventfd for a shard, event_active for the link).
  * The mutex is taken once per handoff (a list of messages), never per connection.
  * Owns: message layout and the queue. Must not: interpret messages. */
 #ifndef PF_MSG_H
