@@ -11,6 +11,8 @@ enum pf_log_level { PF_LOG_DEBUG = 0, PF_LOG_INFO, PF_LOG_WARN, PF_LOG_ERROR };
 /* Lines below this level are dropped; set once at start-up, before threads exist. */
 void pf_log_set_level(enum pf_log_level level);
 void pf_log_set_ident(const char *ident);
+/* 1: one JSON object a line ({"ts","level","proc","pid","msg"}) for log shippers. */
+void pf_log_set_json(int on);
 
 void pf_log(enum pf_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

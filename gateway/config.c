@@ -1,6 +1,7 @@
 /* config.c - see config.h. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -43,7 +44,15 @@ static void pf_config_usage(FILE *out)
             "                             N ms (default 5000)\n"
 
             "  --log-level LEVEL          debug, info, warn or error (default info)\n"
-            "  --help, --version\n");
+            "  --log-format FORMAT        text or json (one JSON object a line; default text)\n"
+            "  --config FILE              settings file: lines of 'name = value' with the flag\n"
+            "                             names above (e.g. merge-ms = 500); also PUSH_CONFIG\n"
+            "  --help, --version\n"
+            "\n"
+            "Every setting can also come from the environment: PUSH_ + its name in capitals\n"
+            "with '_' for '-' (PUSH_LISTEN, PUSH_MERGE_MS, ...), except --redis, which is\n"
+            "PUSH_REDIS_URL. Precedence: flags, then environment, then the config file, then\n"
+            "the defaults shown.\n");
 }
 
 static int pf_parse_size(const char *flag, const char *s, size_t min, size_t max, size_t *out)
@@ -132,7 +141,7 @@ static void pf_config_defaults(struct pf_config *c)
 enum {
     OPT_LISTEN = 256, OPT_REDIS, OPT_PREFIX, OPT_MERGE_MS, OPT_MERGE_MAX, OPT_THREADS,
     OPT_MAX_PENDING, OPT_MAX_MSG, OPT_MAX_CHANS, OPT_PING_INTERVAL, OPT_PING_TIMEOUT,
-    OPT_LOG_LEVEL, OPT_DRAIN_MS, OPT_ORIGINS, OPT_HELP, OPT_VERSION
+    OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_CONFIG, OPT_DRAIN_MS, OPT_ORIGINS, OPT_HELP, OPT_VERSION
 };
 
 static int pf_config_apply(struct pf_config *c, int opt, const char *arg)
@@ -167,6 +176,13 @@ static int pf_config_apply(struct pf_config *c, int opt, const char *arg)
     case OPT_PING_INTERVAL: return pf_parse_int("--ping-interval", arg, 1, 3600, &c->ping_interval);
     case OPT_PING_TIMEOUT: return pf_parse_int("--ping-timeout", arg, 1, 3600, &c->ping_timeout);
     case OPT_LOG_LEVEL: return pf_parse_level(c, arg);
+    case OPT_LOG_FORMAT:
+        if (strcmp(arg, "text") != 0 && strcmp(arg, "json") != 0) {
+            fprintf(stderr, "push-gateway: --log-format must be text or json\n");
+            return -1;
+        }
+        c->log_json = !strcmp(arg, "json");
+        return 0;
     case OPT_ORIGINS:
         if (strlen(arg) >= sizeof(c->allowed_origins)) {
             fprintf(stderr, "push-gateway: --allowed-origins is too long\n");
@@ -179,32 +195,141 @@ static int pf_config_apply(struct pf_config *c, int opt, const char *arg)
     return -1;
 }
 
+static const struct option pf_opts[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"redis", required_argument, NULL, OPT_REDIS},
+    {"prefix", required_argument, NULL, OPT_PREFIX},
+    {"merge-ms", required_argument, NULL, OPT_MERGE_MS},
+    {"merge-max-bytes", required_argument, NULL, OPT_MERGE_MAX},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"max-pending-bytes", required_argument, NULL, OPT_MAX_PENDING},
+    {"max-message-bytes", required_argument, NULL, OPT_MAX_MSG},
+    {"max-channels-per-conn", required_argument, NULL, OPT_MAX_CHANS},
+    {"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
+    {"ping-timeout", required_argument, NULL, OPT_PING_TIMEOUT},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"drain-ms", required_argument, NULL, OPT_DRAIN_MS},
+    {"allowed-origins", required_argument, NULL, OPT_ORIGINS},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0}};
+
+/* PUSH_ + the flag's name in capitals with '_' for '-'; --redis is PUSH_REDIS_URL, the name
+ * the publisher and docker-compose files use too. */
+static void pf_env_name(const char *flag, char *out, size_t outlen)
+{
+    size_t o;
+
+    if (!strcmp(flag, "redis")) {
+        snprintf(out, outlen, "PUSH_REDIS_URL");
+        return;
+    }
+    o = (size_t)snprintf(out, outlen, "PUSH_");
+    for (; *flag && o + 1 < outlen; flag++)
+        out[o++] = *flag == '-' ? '_' : (char)toupper((unsigned char)*flag);
+    out[o] = 0;
+}
+
+static const struct option *pf_opt_by_name(const char *name)
+{
+    const struct option *o;
+
+    for (o = pf_opts; o->name; o++)
+        if (!strcmp(o->name, name) && o->has_arg == required_argument && o->val != OPT_CONFIG)
+            return o;
+    return NULL;
+}
+
+/* name = value lines; '#' starts a comment; names are the long flags without "--". */
+static int pf_config_file(struct pf_config *c, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    int lineno = 0, rc = 0;
+
+    if (!f) {
+        fprintf(stderr, "push-gateway: cannot read config file %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    while (!rc && fgets(line, sizeof(line), f)) {
+        char *p = line, *key, *val, *end;
+        const struct option *o;
+        lineno++;
+        p[strcspn(p, "#\r\n")] = 0;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p)
+            continue;
+        key = p;
+        p += strcspn(p, " \t=");
+        val = p + strspn(p, " \t");
+        if (*val == '=')
+            val++;
+        *p = 0;
+        val += strspn(val, " \t");
+        for (end = val + strlen(val); end > val && (end[-1] == ' ' || end[-1] == '\t');)
+            *--end = 0;
+        o = pf_opt_by_name(key);
+        if (!o || !*val) {
+            fprintf(stderr, "push-gateway: %s:%d: %s\n", path, lineno,
+                    o ? "missing value" : "unknown setting (use the flag names of --help)");
+            rc = -1;
+        } else {
+            rc = pf_config_apply(c, o->val, val);
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+static int pf_config_env(struct pf_config *c)
+{
+    const struct option *o;
+    char name[64];
+
+    for (o = pf_opts; o->name; o++) {
+        const char *v;
+        if (o->has_arg != required_argument || o->val == OPT_CONFIG)
+            continue;
+        pf_env_name(o->name, name, sizeof(name));
+        v = getenv(name);
+        if (v && *v && pf_config_apply(c, o->val, v)) {
+            fprintf(stderr, "push-gateway: (from the environment variable %s)\n", name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The config file comes first so that the environment and then flags override it; a scan for
+ * --config runs before the real parse. */
+static const char *pf_config_path(int argc, char **argv)
+{
+    int i;
+
+    for (i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--config") && i + 1 < argc)
+            return argv[i + 1];
+        if (!strncmp(argv[i], "--config=", 9))
+            return argv[i] + 9;
+    }
+    return getenv("PUSH_CONFIG");
+}
+
 int pf_config_parse(struct pf_config *c, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"listen", required_argument, NULL, OPT_LISTEN},
-        {"redis", required_argument, NULL, OPT_REDIS},
-        {"prefix", required_argument, NULL, OPT_PREFIX},
-        {"merge-ms", required_argument, NULL, OPT_MERGE_MS},
-        {"merge-max-bytes", required_argument, NULL, OPT_MERGE_MAX},
-        {"threads", required_argument, NULL, OPT_THREADS},
-        {"max-pending-bytes", required_argument, NULL, OPT_MAX_PENDING},
-        {"max-message-bytes", required_argument, NULL, OPT_MAX_MSG},
-        {"max-channels-per-conn", required_argument, NULL, OPT_MAX_CHANS},
-        {"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
-        {"ping-timeout", required_argument, NULL, OPT_PING_TIMEOUT},
-        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-        {"drain-ms", required_argument, NULL, OPT_DRAIN_MS},
-        {"allowed-origins", required_argument, NULL, OPT_ORIGINS},
-        {"help", no_argument, NULL, OPT_HELP},
-        {"version", no_argument, NULL, OPT_VERSION},
-        {NULL, 0, NULL, 0}};
-    const char *err = NULL;
+    const char *err = NULL, *path = pf_config_path(argc, argv);
     int opt;
 
     pf_config_defaults(c);
+    if (path && *path && pf_config_file(c, path))
+        return -1;
+    if (pf_config_env(c))
+        return -1;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "", pf_opts, NULL)) != -1) {
         if (opt == OPT_HELP) {
             pf_config_usage(stdout);
             return 1;
@@ -218,7 +343,7 @@ int pf_config_parse(struct pf_config *c, int argc, char **argv)
                     argv[optind - 1]);
             return -1;
         }
-        if (pf_config_apply(c, opt, optarg))
+        if (opt != OPT_CONFIG && pf_config_apply(c, opt, optarg))
             return -1;
     }
     if (optind < argc) {

@@ -28,6 +28,7 @@ struct pf_config {
     int drain_ms;      /* shutdown: time to flush and close connections */
     char allowed_origins[2048]; /* comma-separated; "" = same origin only; "*" = any */
     enum pf_log_level log_level;
+    int log_json;
 };
 
 /* Returns 0 to run, 1 when --help/--version printed and the program should exit 0, -1 on a bad

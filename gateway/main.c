@@ -166,6 +166,7 @@ int main(int argc, char **argv)
         return rc > 0 ? 0 : 2;
     pf_log_set_ident("push-gateway");
     pf_log_set_level(gw.cfg.log_level);
+    pf_log_set_json(gw.cfg.log_json);
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     nofile = pf_raise_nofile();
