@@ -9,6 +9,7 @@
 #include "redis_link.h"
 
 #include <hiredis/hiredis.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,6 +22,7 @@
 /* Redis answers in order within milliseconds; a SUBSCRIBE without a reply this long means the
  * link is stuck, so it is dropped and made anew. */
 #define PF_SUBSCRIBE_TIMEOUT_US 5000000u
+#define PF_PING_EVERY_US 2000000u
 
 enum pf_rstate { PF_RS_NONE, PF_RS_SUBSCRIBING, PF_RS_SUBSCRIBED, PF_RS_UNSUBSCRIBING };
 
@@ -339,14 +341,24 @@ void pf_link_post(struct pf_link *l, struct pf_msg_list *msgs)
 static void pf_link_drop(struct pf_link *l, const char *why);
 
 /* A link whose oldest command has waited too long is stuck: drop it and connect again. */
+/* An idle link is PINGed every PF_PING_EVERY_US (in RESP2 subscribed mode Redis answers
+ * ["pong", ""]), so a frozen Redis is noticed within seconds, not when TCP gives up. */
 static void pf_link_check_cb(evutil_socket_t fd, short what, void *arg)
 {
+    static const char *const ping[1] = {"PING"};
+    static const size_t ping_len[1] = {4};
     struct pf_link *l = arg;
-    uint64_t sent = l->rc ? pf_rconn_oldest_sent_us(l->rc) : 0;
+    uint64_t now = pf_now_us(), sent = l->rc ? pf_rconn_oldest_sent_us(l->rc) : 0;
 
-    if (!sent || pf_now_us() - sent < PF_SUBSCRIBE_TIMEOUT_US)
+    if (sent && now - sent >= PF_SUBSCRIBE_TIMEOUT_US) {
+        char why[80];
+        snprintf(why, sizeof(why), "no reply from Redis for %.1f s", (double)(now - sent) / 1e6);
+        pf_link_drop(l, why);
         return;
-    pf_link_drop(l, "no reply from Redis for 5 s");
+    }
+    if (l->ready && !sent && now - l->ping_sent_us >= PF_PING_EVERY_US &&
+        pf_rconn_command(l->rc, &l->ping_tag, 1, ping, ping_len) == 0)
+        l->ping_sent_us = now;
 }
 
 /* Redis refused a SUBSCRIBE (e.g. the ACL user may not use that channel): a final answer.
@@ -355,8 +367,16 @@ static void pf_link_refused(struct pf_link *l, struct pf_rchan *c, const char *w
 {
     int s;
 
-    pf_warn("redis refused SUBSCRIBE %s%s: %s; its subscribers get an error", l->cfg->prefix,
-            c->name, why);
+    /* Clients choose the names, so one line per refusal would let them flood the log: the
+     * first refusal is logged, then at most one summary line every 10 s. */
+    l->refused_unlogged++;
+    if (pf_now_us() - l->refused_logged_us >= 10000000u) {
+        pf_warn("redis refused SUBSCRIBE %s%s: %s; its subscribers get an error (%llu refusal(s) "
+                "since the last such line)",
+                l->cfg->prefix, c->name, why, (unsigned long long)l->refused_unlogged);
+        l->refused_unlogged = 0;
+        l->refused_logged_us = pf_now_us();
+    }
     c->state = PF_RS_NONE;
     c->failed = 1;
     for (s = 0; s < l->nshards; s++)
@@ -497,6 +517,8 @@ static void pf_link_reply(void *ctx, void *priv, redisReply *r)
 {
     struct pf_link *l = ctx;
 
+    if (priv == &l->ping_tag)
+        return; /* any reply will do: the link answers */
     if (priv == &l->auth_tag || priv == &l->hello_tag) {
         if (r->type == REDIS_REPLY_ERROR) {
             pf_error("redis: %s%s; retrying", r->str,

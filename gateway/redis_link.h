@@ -35,12 +35,14 @@ struct pf_link {
     struct event_base *base;
     struct pf_rconn *rc;
     struct pf_rconn *retired; /* closed inside its own handler; freed at the next connect */
-    char auth_tag, hello_tag; /* addresses that tag the AUTH and CLIENT SETNAME replies */
+    char auth_tag, hello_tag, ping_tag; /* addresses that tag AUTH, CLIENT SETNAME, PING replies */
+    uint64_t ping_sent_us;
     int ready; /* connected, authenticated, channels (re)subscribing */
     int was_up;
     int down_logged; /* the current outage has been logged */
     uint64_t down_since_us;
     uint64_t drops_unlogged, drop_logged_us;
+    uint64_t refused_unlogged, refused_logged_us;
     int retry_ms;
     struct pf_dict chans; /* channel name (no prefix) -> struct pf_rchan */
     struct pf_rchan *dirty_head, *dirty_tail; /* open batches, oldest deadline first */

@@ -539,9 +539,16 @@ static void pf_conn_url_subscribe(struct pf_conn *c, const char *query)
     char arg[8192];
     struct pf_buf req;
     const char *p;
+    int got = pf_http_query_param(query, "channels", arg, sizeof(arg));
 
-    if (pf_http_query_param(query, "channels", arg, sizeof(arg)) < 0)
+    if (got == -1)
         return;
+    if (got < 0) {
+        /* Silence would leave the client waiting for an ack that never comes. */
+        pf_conn_error(c, "bad_channel",
+                      "channels= in the URL has a bad percent-escape, a %00 or is too long");
+        return;
+    }
     pf_buf_init(&req);
     pf_buf_append_str(&req, "{\"op\":\"subscribe\",\"channels\":[");
     for (p = arg; *p;) {

@@ -275,8 +275,10 @@ int pf_http_query_param(const char *query, const char *name, char *out, size_t o
     while (p && *p) {
         const char *amp = strchr(p, '&');
         size_t seg = amp ? (size_t)(amp - p) : strlen(p);
-        if (seg > nl && p[nl] == '=' && !strncmp(p, name, nl))
-            return pf_percent_decode(p + nl + 1, seg - nl - 1, out, outlen);
+        if (seg > nl && p[nl] == '=' && !strncmp(p, name, nl)) {
+            int n = pf_percent_decode(p + nl + 1, seg - nl - 1, out, outlen);
+            return n < 0 ? -2 : n;
+        }
         p = amp ? amp + 1 : NULL;
     }
     return -1;

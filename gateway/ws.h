@@ -50,7 +50,8 @@ int pf_ws_check_upgrade(const struct pf_http_req *req, const char **why);
 void pf_ws_accept_key(const char *key, char out[29]);
 
 /* Decodes the value of a URL query parameter (name=value&...) with percent-decoding into out;
- * returns its length or -1 when absent/too long. '+' is left as is. */
+ * returns its length, -1 when absent, -2 when present but malformed (a bad escape, %00, or too
+ * long). '+' is left as is. */
 int pf_http_query_param(const char *query, const char *name, char *out, size_t outlen);
 
 /* ---- frames ----------------------------------------------------------------------------- */

@@ -61,7 +61,7 @@ sleep 0.5
 cat >&2 <<MSG
 
   pushfabric is running:
-    demo page       http://$GATEWAY_LISTEN/
+    demo page       http://$GATEWAY_LISTEN/?pub=http://$PUBLISHER_LISTEN
     WebSocket       ws://$GATEWAY_LISTEN/ws?channels=news
     HTTP publisher  curl -d '{"title":"hello"}' http://$PUBLISHER_LISTEN/publish/news
     CLI publisher   build/publisher-cli/push-publish --redis $PUSH_REDIS_URL news 'hello'

@@ -51,6 +51,19 @@ class OpsTest(harness.GatewayTestCase):
         f = c.recv_frame(5)
         self.assertEqual((f.opcode, f.fin, f.payload), (wsclient.OP_PONG, True, b"probe-123"))
 
+    def test_url_channels_with_bad_escapes_get_an_error_not_silence(self):
+        gw = self.start_gateway()
+        for query in ("ab%00cd", "ok%00,x", "%zz", "news%2", "a,%zz"):
+            c = self.ws(gw, "/ws?channels=" + query)
+            err = c.recv_json()
+            self.assertEqual((err["op"], err["code"]), ("error", "bad_channel"), query)
+            self.assertIn("percent-escape", err["message"])
+            c.send_json({"op": "ping"})
+            self.assertEqual(c.recv_json(), {"op": "pong"})  # nothing else came before it
+        self.assertEqual(self.redis.call("PUBSUB", "CHANNELS"), [])
+        c = self.ws(gw, "/ws?channels=a%2Cb%40c")  # escapes that decode to valid names
+        self.assertEqual(c.recv_json(), {"op": "subscribed", "channels": ["a", "b@c"]})
+
     def test_url_subscription_ack_and_single_ack_per_request(self):
         c = self.ws(self.gw, "/ws?channels=u1,u2")
         self.assertEqual(c.recv_json(5), {"op": "subscribed", "channels": ["u1", "u2"]})

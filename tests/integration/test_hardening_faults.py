@@ -113,11 +113,12 @@ class SlowConsumerOverloadTest(FaultTestCase):
     RATE = 100            # messages per second
     SECONDS = 8
     PAD = 10000           # ~10 KB per message -> ~1 MB/s
-    # --max-pending-bytes: the default, ~100 messages (about 1 s) of backlog. The fast readers are
-    # Python threads on a busy 2-core box; a quarter of that cap closed them as slow at times.
-    CAP = 1048576
+    # --max-pending-bytes: ~200 messages (2 s of this stream) of backlog. The fast readers are
+    # Python threads on a busy 2-core box; with a quarter of it they were closed as slow at
+    # times, and even with 1 MiB once under ASan while another test suite loaded the machine.
+    CAP = 2 * 1048576
     RSS_MARGIN_KIB = 64 * 1024   # stated bound: peak RSS <= RSS after connecting + 64 MiB
-    CLOSE_BOUND = 6.0     # every never-reading client closed within 6 s of the first publish
+    CLOSE_BOUND = 8.0     # every never-reading client closed within 8 s of the first publish
     # Fast readers' p99 publish->receive latency. Latency targets live in bench/ (measured as
     # ratios on a quiet box); this bound only catches a transport that stalls fast readers behind
     # slow ones (the lws transport delivered 11 of 800 here). Observed on the shared 2-core box:
@@ -438,9 +439,10 @@ class ChurnTest(FaultTestCase):
               "%.1f us, max %.1f us, %d rounds under 1 ms" % (
                   self.ROUNDS, cross, gaps[len(gaps) // 2] * 1e6, gaps[-1] * 1e6, fast_joins),
               file=sys.stderr)
-        # the gap is the test process's own two send() calls: a rare preemption of this
-        # process on a busy machine may stretch one, so 99% of rounds must be under 1 ms
-        self.assertGreaterEqual(fast_joins, self.ROUNDS * 0.99)
+        # the gap is the test process's own two send() calls, which the gateway does not
+        # control: this checks that the scenario was exercised (most joins within 1 ms), with
+        # room for preemption of this process on a busy machine (984 of 1000 seen under load)
+        self.assertGreaterEqual(fast_joins, self.ROUNDS * 0.9)
         self.assertTrue(gw.alive())
         for ch in self.CHANNELS:
             self.assertEqual(self.numsub(ch), 1, ch)

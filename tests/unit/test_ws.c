@@ -44,7 +44,9 @@ int main(void)
     PF_CHECK_STR(out, "a,b");
     PF_CHECK(pf_http_query_param("x=1&channels=a%2Cb%40c", "channels", out, sizeof(out)) == 5);
     PF_CHECK_STR(out, "a,b@c");
-    PF_CHECK(pf_http_query_param("channels=%zz", "channels", out, sizeof(out)) == -1);
+    PF_CHECK(pf_http_query_param("channels=%zz", "channels", out, sizeof(out)) == -2);
+    PF_CHECK(pf_http_query_param("channels=ab%00cd", "channels", out, sizeof(out)) == -2);
+    PF_CHECK(pf_http_query_param("channels=news%2", "channels", out, sizeof(out)) == -2);
     PF_CHECK(pf_http_query_param("other=1", "channels", out, sizeof(out)) == -1);
 
     PF_CHECK(parse("GET / HTTP/1.1\r\nHost: x\r\n") == PF_HTTP_INCOMPLETE);
