@@ -8,6 +8,7 @@ PACKAGES=(
   libhiredis-dev libevent-dev
   redis-server redis-tools
   python3 curl
+  nodejs                     # the JS client's tests (clients/js), Node >= 18
   clang libclang-rt-14-dev   # sanitizers and libFuzzer for the test suite
   clang-tidy cppcheck        # static checks in the test suite
 )
