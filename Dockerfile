@@ -4,7 +4,9 @@
 #   docker build -t pushfabric .
 #   docker run --rm -p 8080:8080 pushfabric push-gateway --listen 0.0.0.0:8080 --redis redis://HOST:6379
 #
-# One image holds both binaries; docker-compose.yml picks the program with `command:`.
+# One image holds both binaries; docker-compose.yml runs it as gateway1..3 and as the HTTP
+# publisher (`command:` picks the program), with HAProxy (haproxy:2.6) in front of the gateways.
+# Since the gateway speaks WebSocket itself, the only libraries are hiredis and libevent.
 
 # ---- build ------------------------------------------------------------------------------------
 FROM debian:bookworm-slim AS build
@@ -20,8 +22,9 @@ RUN apt-get update \
 
 WORKDIR /src
 COPY . .
+# Only the two programs are built (not the tests, fuzzers or benchmark tools).
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release \
- && cmake --build build -j \
+ && cmake --build build -j"$(nproc)" --target push-gateway push-publish \
  && cmake --install build --prefix /usr/local \
  && test -x /usr/local/bin/push-gateway \
  && test -x /usr/local/bin/push-publish

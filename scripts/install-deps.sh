@@ -9,6 +9,7 @@ PACKAGES=(
   redis-server redis-tools
   python3 curl
   nodejs                     # the JS client's tests (clients/js), Node >= 18
+  haproxy docker-compose     # the local cluster (scripts/cluster-local.sh) and the compose check
   clang libclang-rt-14-dev   # sanitizers and libFuzzer for the test suite
   clang-tidy cppcheck        # static checks in the test suite
 )

@@ -28,8 +28,11 @@ cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure --timeout 600)
 
-step "static checks (cppcheck, clang-tidy)"
+step "static checks (cppcheck, clang-tidy, compose and HAProxy configs)"
 scripts/lint.sh
+docker-compose -f docker-compose.yml config -q
+haproxy -c -q -f haproxy/haproxy.cfg
+echo "compose and haproxy configs valid"
 
 if [ -x scripts/fuzz.sh ]; then
   step "fuzzers"
